@@ -1,0 +1,29 @@
+"""The `Database` port, its adapters (local SQLite file, D1 through the bridge Worker) and the migrator."""
+
+from store.errors import (
+    AlreadyApplied,
+    ConstraintViolation,
+    DatabaseError,
+    ParameterLimitExceeded,
+    QueryError,
+    TransientError,
+    VersionConflict,
+)
+from store.port import MAX_PARAMS, Database, SqlValue, Statement, expect_rows, expect_version, query_in
+
+__all__ = [
+    "MAX_PARAMS",
+    "AlreadyApplied",
+    "ConstraintViolation",
+    "Database",
+    "DatabaseError",
+    "ParameterLimitExceeded",
+    "QueryError",
+    "SqlValue",
+    "Statement",
+    "TransientError",
+    "VersionConflict",
+    "expect_rows",
+    "expect_version",
+    "query_in",
+]

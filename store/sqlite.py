@@ -1,0 +1,176 @@
+"""The embedded default: a local SQLite file through aiosqlite, behaving like D1.
+
+D1-faithful on purpose: foreign keys on, 100 bound parameters and 100 KB per statement, no
+transactions except `batch()`. A batch is `BEGIN IMMEDIATE ... COMMIT`, rolled back on any error.
+The file is in WAL mode, so reads (on their own connection) never wait for the writer.
+
+Several worker processes may share the file. SQLite has one writer at a time: within a process the
+writer connection is serialised by a lock; across processes `busy_timeout` waits, and a lock that
+outlasts it is retried here until `lock_wait` seconds, then raised as `TransientError`. A "database
+is locked" never reaches callers as a raw `sqlite3.OperationalError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from store.errors import DatabaseError, ParameterLimitExceeded, QueryError, TransientError, classify
+from store.port import MAX_PARAMS, MAX_SAFE_INTEGER, MAX_SQL_BYTES, Row, SqlValue, Statement
+
+_BUSY_TIMEOUT_MS = 5_000
+T = TypeVar("T")
+
+
+class _D1LimitedConnection(sqlite3.Connection):
+    """A sqlite3 connection with D1's per-statement limits, enforced by the engine itself."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_PARAMS)
+        self.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_BYTES)
+
+
+def _check_limits(sql: str, params: Sequence[SqlValue]) -> None:
+    if len(params) > MAX_PARAMS:
+        raise ParameterLimitExceeded(
+            f"{len(params)} bound parameters in one statement; D1 allows {MAX_PARAMS} "
+            "(chunk IN lists with store.query_in)"
+        )
+    if any(isinstance(p, int) and abs(p) > MAX_SAFE_INTEGER for p in params):
+        raise QueryError(f"an integer parameter exceeds ±{MAX_SAFE_INTEGER}: D1 cannot bind it exactly")
+    if len(sql.encode()) > MAX_SQL_BYTES:
+        raise QueryError(f"statement is {len(sql.encode())} bytes; D1 allows {MAX_SQL_BYTES}")
+
+
+def _error(exc: sqlite3.Error) -> DatabaseError:
+    return classify(f"{exc} ({getattr(exc, 'sqlite_errorname', type(exc).__name__)})")
+
+
+async def _pragma(conn: aiosqlite.Connection, pragma: str) -> None:
+    # Close the cursor at once: an unfinished PRAGMA statement keeps a lock on the file.
+    async with conn.execute(f"PRAGMA {pragma}") as cursor:
+        await cursor.fetchall()
+
+
+def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Row:
+    return {column[0]: value for column, value in zip(cursor.description, values, strict=True)}
+
+
+async def _on_thread(
+    conn: aiosqlite.Connection,
+    operation: Callable[[sqlite3.Connection, Sequence[Statement]], T],
+    statements: Sequence[Statement],
+) -> T:
+    """Run a whole read snapshot or write batch as ONE call on the connection's aiosqlite thread.
+
+    aiosqlite's public API is one thread hop per execute/fetch/commit: a unit of work made ~30 hops
+    and the profile was mostly hops (README, Performance). `Connection._execute` is aiosqlite's own
+    hop, used by every public method; the version is pinned in uv.lock and the contract suite would
+    catch a change. Running the batch as one function also makes it indivisible by cancellation.
+    """
+    try:
+        return await conn._execute(operation, conn._conn, statements)  # type: ignore[no-untyped-call,no-any-return]
+    except sqlite3.Error as exc:
+        raise _error(exc) from exc
+
+
+def _read_snapshot(raw: sqlite3.Connection, statements: Sequence[Statement]) -> list[list[Row]]:
+    """Several reads in one snapshot, as D1's batch gives."""
+    snapshot = len(statements) > 1
+    if snapshot:
+        raw.execute("BEGIN")
+    try:
+        return [raw.execute(sql, params).fetchall() for sql, params in statements]
+    finally:
+        if snapshot and raw.in_transaction:
+            raw.execute("COMMIT")
+
+
+def _write_batch(raw: sqlite3.Connection, statements: Sequence[Statement]) -> list[int]:
+    """All statements in one IMMEDIATE transaction, rolled back entirely on any error."""
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        changes = [max(raw.execute(sql, params).rowcount, 0) for sql, params in statements]
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+    return changes
+
+
+class SqliteDatabase:
+    """`Database` on a local SQLite file. Create with `await SqliteDatabase.open(path)`."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, lock_wait: float):
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+        self._lock_wait = lock_wait
+
+    @classmethod
+    async def open(cls, path: str | Path, lock_wait: float = 30.0) -> SqliteDatabase:
+        """Open (creating if needed) the file in WAL mode with D1's limits."""
+        file = Path(path)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        writer = await cls._connect(file)
+        await _pragma(writer, "journal_mode = WAL")
+        reader = await cls._connect(file)
+        return cls(file, writer, reader, lock_wait)
+
+    @staticmethod
+    async def _connect(path: Path) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(
+            path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000, factory=_D1LimitedConnection
+        )
+        for pragma in (f"busy_timeout = {_BUSY_TIMEOUT_MS}", "foreign_keys = ON", "synchronous = NORMAL"):
+            await _pragma(conn, pragma)
+        conn.row_factory = _row  # type: ignore[assignment]  # aiosqlite types it as type | None
+        return conn
+
+    async def query(self, sql: str, params: Sequence[SqlValue] = ()) -> list[Row]:
+        return (await self.query_many([Statement(sql, tuple(params))]))[0]
+
+    async def query_many(self, statements: Sequence[Statement]) -> list[list[Row]]:
+        for statement in statements:
+            _check_limits(*statement)
+        return await self._retry_locked(self._reader, _read_snapshot, statements)
+
+    async def batch(self, statements: Sequence[Statement]) -> list[int]:
+        for statement in statements:
+            _check_limits(*statement)
+        if not statements:
+            return []
+        async with self._write_lock:
+            return await self._retry_locked(self._writer, _write_batch, statements)
+
+    async def _retry_locked(
+        self,
+        conn: aiosqlite.Connection,
+        operation: Callable[[sqlite3.Connection, Sequence[Statement]], T],
+        statements: Sequence[Statement],
+    ) -> T:
+        """Run `operation` on `conn`'s thread, retrying while another process holds the write lock."""
+        deadline = time.monotonic() + self._lock_wait
+        delay = 0.005
+        while True:
+            try:
+                return await _on_thread(conn, operation, statements)
+            except TransientError:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+                delay = min(delay * 2, 0.5)
+
+    async def close(self) -> None:
+        await self._reader.close()
+        await self._writer.close()
