@@ -1,0 +1,84 @@
+"""What a handler is: read, plan purely, return the statements and follow-ups for ONE batch.
+
+A handler never commits. The worker's unit of work wraps its `Plan` with the inbox guard, the inbox
+row marked applied and the follow-up events, and runs all of it as one atomic batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any, Protocol
+
+import httpx
+
+from events.envelope import Envelope, Event
+from events.registry import EventRegistry
+from store import Database, Statement
+
+
+class Rejected(Exception):
+    """A permanent problem with the event (unknown invoice, wrong tenant, bad data): dead-letter it."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class RetryLater(Exception):
+    """A temporary problem (a provider's 429/5xx): retry with backoff, not before `after_s` seconds."""
+
+    def __init__(self, reason: str, after_s: float = 0.0) -> None:
+        super().__init__(reason)
+        self.after_s = after_s
+
+
+class Defer(Exception):
+    """Not yet (quiet hours): run again at `until`. Not a failure; uses no retry budget."""
+
+    def __init__(self, until: datetime, reason: str) -> None:
+        super().__init__(reason)
+        self.until = until
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The writes of one event's effect, to run as one batch with the inbox bookkeeping."""
+
+    statements: Sequence[Statement] = ()
+    follow_ups: Sequence[Envelope] = ()
+    outcome: str = "applied"  # or "ignored": acknowledged, recorded, deliberately no effect
+    log: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """What a handler may use: the envelope, the database for reads, the clock, shared clients."""
+
+    envelope: Envelope
+    db: Database
+    now: datetime
+    attempt: int
+    http: httpx.AsyncClient
+    services: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Handler(Protocol):
+    def __call__(self, event: Any, ctx: HandlerContext, /) -> Awaitable[Plan]: ...
+
+
+@dataclass(frozen=True)
+class Router:
+    """One explicit routing table: event type → its one handler."""
+
+    handlers: Mapping[type[Event], Handler]
+
+    @cached_property
+    def registry(self) -> EventRegistry:
+        return EventRegistry(self.handlers)
+
+    def handler_for(self, event: Event) -> Handler:
+        return self.handlers[type(event)]
+

@@ -1,0 +1,46 @@
+"""The routing table: every event type the pipeline applies, and its one handler."""
+
+from __future__ import annotations
+
+from events.billing import BillingPeriodClosed
+from events.envelope import Event
+from events.media import MediaDeleted, MediaUploaded
+from events.notifications import NotificationDue
+from events.payments import (
+    DisputeCreated,
+    DisputeLost,
+    DisputeWon,
+    GatewayEventIgnored,
+    PaymentCaptured,
+    PaymentFailed,
+    RefundProcessed,
+)
+from handlers.base import Handler, Router
+from handlers.billing import bill_period
+from handlers.media import record_media_uploaded, remove_deleted_media
+from handlers.notifications import dispatch_notification
+from handlers.payments import (
+    acknowledge_ignored,
+    record_capture,
+    record_dispute_lost,
+    record_dispute_opened,
+    record_dispute_won,
+    record_failed_payment,
+    record_refund,
+)
+
+HANDLERS: dict[type[Event], Handler] = {
+    MediaUploaded: record_media_uploaded,
+    MediaDeleted: remove_deleted_media,
+    PaymentCaptured: record_capture,
+    PaymentFailed: record_failed_payment,
+    RefundProcessed: record_refund,
+    DisputeCreated: record_dispute_opened,
+    DisputeWon: record_dispute_won,
+    DisputeLost: record_dispute_lost,
+    GatewayEventIgnored: acknowledge_ignored,
+    BillingPeriodClosed: bill_period,
+    NotificationDue: dispatch_notification,
+}
+
+ROUTER = Router(HANDLERS)

@@ -1,0 +1,149 @@
+"""The one job: apply an event to the database exactly once, as one atomic batch.
+
+    read → handler plans → batch [inbox guard, plan, inbox applied, follow-ups] → enqueue follow-ups
+
+Delivery is at-least-once (arq redelivers, the re-drive re-enqueues, gateways retry); the inbox
+guard makes a second delivery of an applied event abort its batch with `AlreadyApplied`, so its
+effect happens once. Failures follow `workers.policy`: retry with backoff, or dead-letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import structlog
+from arq import Retry
+from pydantic import ValidationError
+
+from events import inbox
+from events.envelope import Envelope, Event
+from handlers.base import Defer, HandlerContext, Plan, RetryLater
+from store import AlreadyApplied, VersionConflict
+from workers.deps import Deps, JobContext
+from workers.failpoints import failpoint
+from workers.policy import describe, is_permanent
+
+log = structlog.get_logger("studiovault.worker")
+
+
+async def apply_event(ctx: dict[Any, Any], envelope_json: str) -> str:
+    """arq job `apply_event`: returns the outcome (applied, ignored, duplicate, dead, ...)."""
+    job = cast(JobContext, ctx)
+    deps = job["deps"]
+    attempt = job.get("job_try", 1)
+    try:
+        envelope = Envelope.model_validate_json(envelope_json)
+    except ValidationError as exc:
+        return await _dead_letter(deps, str(job["job_id"]), f"invalid envelope: {exc}", attempt)
+    with structlog.contextvars.bound_contextvars(
+        event_id=envelope.event_id, type=envelope.type, org_id=envelope.org_id, branch_id=envelope.branch_id,
+        attempt=attempt,
+    ):
+        return await _apply(deps, envelope, attempt)
+
+
+async def _apply(deps: Deps, envelope: Envelope, attempt: int) -> str:
+    started = time.perf_counter()
+    now = deps.clock()
+    if envelope.available_at and envelope.available_at > now:
+        raise Retry(defer=envelope.available_at - now)  # enqueued early (a re-drive): wait for its time
+    try:
+        async with asyncio.timeout(deps.settings.job_timeout * 0.8):
+            outcome, details = await _run_unit_of_work(deps, envelope, now, attempt)
+    except AlreadyApplied:
+        return await _already_applied(deps, envelope)
+    except VersionConflict as exc:
+        return await _conflicted(deps, envelope, exc, attempt)
+    except Defer as exc:
+        await deps.db.batch([inbox.defer(envelope.event_id, exc.until, now, str(exc))])
+        log.info("event_deferred", outcome="deferred", until=exc.until.isoformat(), reason=str(exc))
+        raise Retry(defer=max(exc.until - now, timedelta(0))) from exc
+    except Exception as exc:  # noqa: BLE001 - every failure is classified: retry or dead-letter
+        return await _failed(deps, envelope, exc, now)
+    log.info("event_applied", outcome=outcome, duration_ms=round((time.perf_counter() - started) * 1000, 2),
+             **details)
+    return outcome
+
+
+async def _run_unit_of_work(
+    deps: Deps, envelope: Envelope, now: datetime, attempt: int
+) -> tuple[str, Mapping[str, Any]]:
+    event = deps.router.registry.parse(envelope)
+    key = event.lock_key()
+    if key is None:
+        return await _plan_and_commit(deps, envelope, event, now, attempt)
+    async with deps.locks.hold(key):
+        return await _plan_and_commit(deps, envelope, event, now, attempt)
+
+
+async def _plan_and_commit(
+    deps: Deps, envelope: Envelope, event: Event, now: datetime, attempt: int
+) -> tuple[str, Mapping[str, Any]]:
+    handler = deps.router.handler_for(event)
+    ctx = HandlerContext(envelope=envelope, db=deps.db, now=now, attempt=attempt, http=deps.http,
+                         services=deps.services)
+    plan: Plan = await handler(event, ctx)
+    follow_ups = [inbox.insert(f, now) for f in plan.follow_ups]
+    statements = [
+        inbox.guard_pending(envelope.event_id),
+        *plan.statements,
+        inbox.mark_applied(envelope.event_id, now, plan.outcome),
+        *follow_ups,
+    ]
+    failpoint("before_batch")
+    changes = await deps.db.batch(statements)
+    failpoint("after_batch")
+    inserted = changes[len(changes) - len(follow_ups):] if follow_ups else []
+    for follow_up, n in zip(plan.follow_ups, inserted, strict=True):
+        if n:  # 0: an event with the same dedupe key exists already (e.g. one photos_ready per project)
+            await deps.publisher.enqueue(follow_up)
+    return plan.outcome, plan.log
+
+
+async def _already_applied(deps: Deps, envelope: Envelope) -> str:
+    row = await inbox.get(deps.db, envelope.event_id)
+    status = str(row["status"]) if row else "missing"
+    if status == "pending":  # guard raced with a concurrent delivery that has since rolled back: retry
+        raise Retry(defer=deps.backoff.delay(1))
+    log.info("event_duplicate_delivery", outcome="duplicate", inbox_status=status)
+    return "duplicate"
+
+
+async def _conflicted(deps: Deps, envelope: Envelope, exc: VersionConflict, attempt: int) -> str:
+    """A row changed between our read and our batch: re-read and re-plan soon. Does not use the
+    failure budget (contention is not the event's fault), but is capped so a livelock is parked."""
+    if attempt > deps.settings.max_conflict_retries:
+        return await _dead_letter(deps, envelope.event_id, f"retries exhausted after {attempt} version conflicts",
+                                  attempt)
+    delay = deps.backoff.delay(min(attempt, 6))
+    log.info("event_retry", outcome="retry", error=f"VersionConflict: {exc}", conflicts=attempt,
+             retry_in_s=round(delay, 3))
+    raise Retry(defer=timedelta(seconds=delay)) from exc
+
+
+async def _failed(deps: Deps, envelope: Envelope, exc: Exception, now: datetime) -> str:
+    reason = describe(exc)
+    row = await inbox.get(deps.db, envelope.event_id)
+    failures = int(row["attempts"]) if row else 0
+    attempt = failures + 1
+    if is_permanent(exc):
+        return await _dead_letter(deps, envelope.event_id, reason, attempt)
+    if attempt >= deps.settings.max_attempts:
+        return await _dead_letter(deps, envelope.event_id, f"retries exhausted after {attempt} attempts: {reason}",
+                                  attempt)
+    delay = deps.backoff.delay(attempt)
+    if isinstance(exc, RetryLater):
+        delay = max(delay, exc.after_s)
+    await deps.db.batch([inbox.record_failure(envelope.event_id, reason, now, now + timedelta(seconds=delay))])
+    log.warning("event_retry", outcome="retry", error=reason, failures=attempt, retry_in_s=round(delay, 3))
+    raise Retry(defer=timedelta(seconds=delay)) from exc
+
+
+async def _dead_letter(deps: Deps, event_id: str, reason: str, attempt: int) -> str:
+    await deps.db.batch([inbox.mark_dead(event_id, reason, deps.clock())])
+    log.error("event_dead_lettered", outcome="dead", event_id=event_id, error=reason, attempts=attempt)
+    return "dead"

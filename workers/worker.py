@@ -1,0 +1,141 @@
+"""arq worker settings and lifecycle: clients are built in on_startup and closed in on_shutdown."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import structlog
+from arq import cron, func
+from arq.cron import CronJob
+
+from events.publish import Publisher
+from handlers.base import Router
+from providers.build import build_notify_services
+from store.factory import open_database
+from store.migrate import state
+from workers.apply import apply_event
+from workers.deps import Deps
+from workers.policy import Backoff
+from workers.queue import APPLY_JOB, ArqQueue, deserialize, serialize
+from workers.redrive import redrive_cron
+from workers.schedule import SCHEDULE
+from workers.settings import Settings, get_settings
+
+DEFAULT_ROUTER = "handlers.routes:ROUTER"
+log = structlog.get_logger("studiovault.worker")
+
+
+def _redacted(url: str) -> str:
+    """A database URL fit for logs: the scheme and host or path, never credentials."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+def load_router(path: str) -> Router:
+    """`module:attribute` → a `Router` (the production table, or a test's own)."""
+    module_name, _, attribute = path.partition(":")
+    router = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(router, Router):
+        raise TypeError(f"{path} is not a handlers.base.Router")
+    return router
+
+
+class PendingMigrations(RuntimeError):
+    pass
+
+
+async def build_deps(settings: Settings, redis: Any, router: Router) -> Deps:
+    token = settings.d1_bridge_token.get_secret_value() if settings.d1_bridge_token else None
+    db = await open_database(settings.database_url, token)
+    pending = (await state(db)).pending
+    if pending:
+        await db.close()
+        raise PendingMigrations(
+            f"the database at {settings.database_url} has pending migrations {pending}: run `studiovault migrate`"
+        )
+    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False)
+    queue = ArqQueue(redis, settings.queue_name)
+    clock = lambda: datetime.now(UTC)  # noqa: E731 - the one real clock; tests inject their own
+    try:
+        services = await _build_services(settings, http, redis)
+    except BaseException:
+        await http.aclose()
+        await db.close()
+        raise
+    return Deps(
+        settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=router, http=http,
+        clock=clock, backoff=Backoff(settings.backoff_base, settings.backoff_cap), services=services,
+    )
+
+
+async def _build_services(settings: Settings, http: httpx.AsyncClient, redis: Any = None) -> dict[str, Any]:
+    """Clients handlers need beyond the database (notification senders, ...), keyed by name."""
+    return build_notify_services(http, redis)
+
+
+async def close_deps(deps: Deps) -> None:
+    await deps.http.aclose()
+    await deps.db.close()
+
+
+def _capped(job: CronJob, timeout: float) -> CronJob:
+    """A scheduled job whose timeout is at most `timeout` (arq holds a killed worker's jobs for the
+    largest timeout of any function + 10 s, so one long cron would delay every crash recovery)."""
+    if job.timeout_s is not None and job.timeout_s <= timeout:
+        return job
+    return dataclasses.replace(job, timeout_s=timeout)
+
+
+def worker_settings(
+    settings: Settings | None = None,
+    router_path: str = DEFAULT_ROUTER,
+    customize: Callable[[Deps], Deps] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for `arq.Worker`, every one a real Worker parameter (tested).
+
+    `customize` lets a test swap a dependency (e.g. the clock) after the real ones are built.
+    """
+    settings = settings or get_settings()
+    from arq.connections import RedisSettings  # noqa: PLC0415
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        deps = await build_deps(settings, ctx["redis"], load_router(router_path))
+        ctx["deps"] = customize(deps) if customize else deps
+        log.info("worker_ready", queue=settings.queue_name, database=_redacted(settings.database_url),
+                 max_jobs=settings.max_jobs, poll_delay=settings.poll_delay, scheduled_jobs=settings.scheduled_jobs)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        if "deps" in ctx:
+            await close_deps(ctx["deps"])
+
+    every = settings.redrive_every_minutes
+    return {
+        "functions": [
+            # keep_result=0: no result key, so a re-drive may re-enqueue the same job id at once.
+            # max_tries is ours to enforce (inbox attempts, settings.max_attempts), not arq's.
+            func(apply_event, name=APPLY_JOB, keep_result=0, max_tries=1_000_000, timeout=settings.job_timeout),
+        ],
+        "cron_jobs": [
+            # Every function's timeout counts: a killed worker's jobs wait max(timeouts) + 10 s.
+            cron(redrive_cron, minute=set(range(0, 60, every)), run_at_startup=True, unique=True,
+                 timeout=settings.job_timeout),
+            *(_capped(job, settings.job_timeout) for job in (SCHEDULE if settings.scheduled_jobs else [])),
+        ],
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "queue_name": settings.queue_name,
+        "max_jobs": settings.max_jobs,
+        "poll_delay": settings.poll_delay,
+        "job_timeout": settings.job_timeout,
+        "keep_result": 0,
+        "max_tries": 1_000_000,
+        "job_serializer": serialize,
+        "job_deserializer": deserialize,
+        "timezone": UTC,
+    }
