@@ -1,0 +1,261 @@
+"""What both gateway endpoints share: the request pipeline from raw body to a durable inbox row.
+
+    read body (size limit) → verify signature → parse JSON → identify → map → resolve tenant → publish → 2xx
+
+Every refusal is a JSON body `{"error": <code>, "detail": <text>, ...}`. A 2xx is sent only after the
+inbox write; a 5xx means nothing was accepted and the gateway should retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from events.envelope import Envelope, envelope_for
+from events.ids import InvalidId, validate_id
+from events.payments import Gateway, GatewayEventIgnored, GatewayEvidence, PaymentFact, gateway_dedupe_key
+from events.publish import Publisher
+from ingress.signatures import SignatureError
+from store import Database, DatabaseError
+from workers.settings import Settings
+
+log = structlog.get_logger("studiovault.ingress")
+
+# The inbox needs an org for every event; a gateway event we cannot attribute (ignored types, an unknown
+# invoice with no tenant notes) is filed under this placeholder. It owns no rows, so nothing attributed
+# to it can ever pass a handler's tenant check.
+UNATTRIBUTED_ORG = "org_00000000-0000-7000-8000-000000000000"
+
+
+class IngressSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SV_", env_file=".env", extra="ignore")
+
+    # Answer before the gateway gives up (Razorpay: 5 s); past this we answer 503 and it retries.
+    ingress_deadline_s: float = Field(4.0, gt=0)
+    ingress_retry_after_s: int = Field(60, ge=1)
+
+
+@dataclass
+class IngressState:
+    settings: Settings
+    db: Database
+    publisher: Publisher
+    ingress: IngressSettings = field(default_factory=IngressSettings)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+class WebhookError(Exception):
+    """A refusal, answered as `status` with a JSON body."""
+
+    def __init__(self, status: int, error: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.extra = status, error, detail, extra
+
+    def response(self) -> JSONResponse:
+        headers = {"Retry-After": str(self.extra.pop("retry_after"))} if "retry_after" in self.extra else None
+        return JSONResponse({"error": self.error, "detail": self.detail, **self.extra}, self.status, headers)
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A gateway event mapped to one of our payment facts; the invoice may still need resolving."""
+
+    cls: type[PaymentFact]
+    fields: dict[str, Any]
+    invoice_id: str | None  # None: find it from the payment id in the ledger (Stripe refunds/disputes)
+    tenant_notes: Mapping[str, Any] = field(default_factory=dict)  # org_id/branch_id the app put in notes
+
+
+@dataclass(frozen=True)
+class Ignore:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A verified, parsed delivery: who sent it, what it is."""
+
+    gateway: Gateway
+    event_id: str
+    event_type: str
+    doc: dict[str, Any]
+    evidence: GatewayEvidence
+
+
+# ---- reading and parsing -------------------------------------------------------------------------------
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise WebhookError(413, "body_too_large", f"the body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise WebhookError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise WebhookError(400, "invalid_json", f"the body is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise WebhookError(400, "invalid_json", "the body must be a JSON object")
+    return doc
+
+
+def pick(doc: Mapping[str, Any], path: str, typ: type | tuple[type, ...], required: bool = True) -> Any:
+    """`doc["a"]["b"]` for path "a.b", checked against `typ`; a clear 422 naming the field otherwise."""
+    node: Any = doc
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+        if node is None:
+            if required:
+                raise WebhookError(422, "missing_field", f"required field {path} is missing", field=path)
+            return None
+    if (isinstance(node, bool) and typ is int) or not isinstance(node, typ):
+        raise WebhookError(422, "invalid_field", f"field {path} has the wrong type", field=path)
+    return node
+
+
+def notes_of(doc: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """Razorpay notes / Stripe metadata; Razorpay sends `[]` for empty notes."""
+    node = pick(doc, path, (dict, list), required=False)
+    return node if isinstance(node, dict) else {}
+
+
+def evidence_for(request: Request, body: bytes, *, event_id: str, event_type: str, headers: tuple[str, ...],
+                 received_at: datetime) -> GatewayEvidence:
+    kept = {h: request.headers[h][:500] for h in (*headers, "user-agent", "content-type") if h in request.headers}
+    return GatewayEvidence(gateway_event_id=event_id, gateway_event_type=event_type,
+                           body_sha256=hashlib.sha256(body).hexdigest(), headers=kept, received_at=received_at)
+
+
+# ---- from a mapped event to an envelope ----------------------------------------------------------------
+
+async def _locate(db: Database, delivery: Delivery, fact: Fact) -> tuple[str, str | None, str | None]:
+    """(invoice id, its org, its branch); org/branch None when the invoice does not exist."""
+    if fact.invoice_id is not None:
+        rows = await db.query("SELECT i.branch_id, b.org_id FROM invoices i JOIN branches b ON b.id = i.branch_id"
+                              " WHERE i.id = ?", (fact.invoice_id,))
+        return fact.invoice_id, (rows[0]["org_id"] if rows else None), (rows[0]["branch_id"] if rows else None)
+    payment_id = str(fact.fields["payment_id"])
+    rows = await db.query(
+        "SELECT g.invoice_id, i.branch_id, b.org_id FROM gateway_objects g JOIN invoices i ON i.id = g.invoice_id"
+        " JOIN branches b ON b.id = i.branch_id WHERE g.gateway = ? AND g.payment_id = ? LIMIT 1",
+        (delivery.gateway, payment_id))
+    if not rows:
+        raise WebhookError(503, "payment_not_yet_known",
+                           f"{delivery.event_type} names payment {payment_id} and no invoice, and that payment has not"
+                           " been recorded yet; retry later", retry_after=60)
+    return str(rows[0]["invoice_id"]), str(rows[0]["org_id"]), str(rows[0]["branch_id"])
+
+
+def _tenant_from_notes(notes: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    org, branch = notes.get("org_id"), notes.get("branch_id")
+    try:
+        return (validate_id(org, "org") if isinstance(org, str) else None,
+                validate_id(branch, "brn") if isinstance(branch, str) else None)
+    except InvalidId as exc:
+        raise WebhookError(422, "invalid_field", f"tenant notes: {exc}", field="notes") from exc
+
+
+async def fact_envelope(db: Database, delivery: Delivery, fact: Fact) -> Envelope:
+    if fact.invoice_id is not None:
+        try:
+            validate_id(fact.invoice_id, "inv")
+        except InvalidId as exc:
+            raise WebhookError(422, "invalid_field", f"invoice_id: {exc}", field="invoice_id") from exc
+    invoice_id, org_id, branch_id = await _locate(db, delivery, fact)
+    noted_org, noted_branch = _tenant_from_notes(fact.tenant_notes)
+    if noted_org:  # the app's own claim; the handler checks it against the invoice
+        org_id, branch_id = noted_org, noted_branch
+    try:
+        event = fact.cls(gateway=delivery.gateway, invoice_id=invoice_id, evidence=delivery.evidence, **fact.fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise WebhookError(422, "invalid_field", f"{delivery.event_type}: {problems}") from exc
+    return envelope_for(event, org_id=org_id or UNATTRIBUTED_ORG, branch_id=branch_id,
+                        dedupe_key=gateway_dedupe_key(delivery.gateway, delivery.event_id),
+                        occurred_at=delivery.evidence.received_at)
+
+
+def ignored_envelope(delivery: Delivery, reason: str) -> Envelope:
+    event = GatewayEventIgnored(gateway=delivery.gateway, reason=reason, evidence=delivery.evidence)
+    return envelope_for(event, org_id=UNATTRIBUTED_ORG, branch_id=None,
+                        dedupe_key=gateway_dedupe_key(delivery.gateway, delivery.event_id),
+                        occurred_at=delivery.evidence.received_at)
+
+
+# ---- the endpoint ----------------------------------------------------------------------------------------
+
+Receive = Callable[[Request, IngressState, bytes, datetime], Delivery]
+Mapper = Callable[[Delivery], Fact | Ignore]
+
+
+async def handle_webhook(request: Request, gateway: Gateway, receive: Receive, mapper: Mapper) -> JSONResponse:
+    state: IngressState = request.app.state.ingress
+    received_at = state.clock()
+    try:
+        async with asyncio.timeout(state.ingress.ingress_deadline_s):
+            return await _accept(request, state, gateway, receive=receive, mapper=mapper, received_at=received_at)
+    except ValidationError as exc:
+        # Signed, but a field does not fit our models (e.g. an over-long event id): a 4xx, never a 500.
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+        log.warning("webhook_refused", gateway=gateway, status=422, error="invalid_field", detail=problems)
+        return WebhookError(422, "invalid_field", problems[:1000]).response()
+    except WebhookError as exc:
+        log.warning("webhook_refused", gateway=gateway, status=exc.status, error=exc.error, detail=exc.detail)
+        return exc.response()
+    except TimeoutError:
+        log.error("webhook_timeout", gateway=gateway)  # noqa: TRY400 - a deadline, no traceback to show
+        return WebhookError(503, "timeout", "could not record the event in time; retry",
+                            retry_after=state.ingress.ingress_retry_after_s).response()
+
+
+async def _accept(request: Request, state: IngressState, gateway: Gateway, *, receive: Receive, mapper: Mapper,
+                  received_at: datetime) -> JSONResponse:
+    body = await read_body(request, state.settings.max_body_bytes)
+    try:
+        delivery = receive(request, state, body, received_at)
+    except SignatureError as exc:
+        status = 400 if exc.code in {"missing_signature", "malformed_signature"} else 401
+        raise WebhookError(status, exc.code, str(exc)) from exc
+    mapped = mapper(delivery)
+    try:
+        if isinstance(mapped, Ignore):
+            published = await state.publisher.publish(ignored_envelope(delivery, mapped.reason), status="ignored",
+                                                      note=mapped.reason)
+        else:
+            published = await state.publisher.publish(await fact_envelope(state.db, delivery, mapped))
+    except DatabaseError as exc:
+        raise WebhookError(503, "unavailable", f"the inbox is unavailable ({type(exc).__name__}); retry",
+                           retry_after=state.ingress.ingress_retry_after_s) from exc
+    outcome = "duplicate" if published.duplicate else ("ignored" if isinstance(mapped, Ignore) else "accepted")
+    log.info("webhook_accepted", gateway=gateway, gateway_event_id=delivery.event_id,
+             gateway_event_type=delivery.event_type, event_id=published.event_id, outcome=outcome)
+    return JSONResponse({"status": outcome, "event_id": published.event_id})
+
+
+
+def secrets(values: list[Any]) -> list[str]:
+    # A blank secret would let anyone sign (an HMAC keyed with "" is public): never accept one.
+    found = [v.get_secret_value() for v in values if v.get_secret_value().strip()]
+    if not found:
+        raise WebhookError(503, "not_configured", "no webhook secret is configured for this gateway")
+    return found
