@@ -1,0 +1,1 @@
+"""StudioVault benchmarks: `python -m bench --help`, and bench/README.md."""

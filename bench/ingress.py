@@ -1,0 +1,167 @@
+"""Ingress: signed Razorpay `payment.captured` webhooks posted over loopback to `studiovault ingress`.
+
+Three phases, each on a fresh copy of one seeded database and its own queue:
+1. fixed rate (500/s): accepted/s and p50/p99 response time;
+2. saturation (closed loop, 32 connections): accepted/s and p50/p99;
+3. end to end at 50% of the saturation rate with one worker running: inbox `created_at` (when the
+   ingress recorded the webhook) to `applied_at` (when the worker's unit of work ran), p50/p99/max.
+The load generator (`bench.loadgen`) is its own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+from bench.apply import WORKER, require_payments
+from bench.core import NotAvailable, Run, percentile
+from bench.payments_data import seed_invoices, write_webhooks
+from bench.procs import PYTHON, drain_time, log_tail, peak_rss_mb, pipeline_env, process
+from bench.profile import profile_pid
+from store.migrate import migrate
+from store.sqlite import SqliteDatabase
+
+INGRESS = [PYTHON, "-m", "workers.cli", "ingress"]
+FIXED_RATE = 500.0
+CONNECTIONS = 32
+MAX_RATE_PLANNED = 3_000  # webhooks prepared per second of each phase
+
+
+def _require_ingress() -> None:
+    try:
+        from ingress.app import create_app  # noqa: F401, PLC0415
+    except ImportError as exc:
+        raise NotAvailable(f"the ingress (issue 4, ingress/app.py) is not importable: {exc}") from exc
+
+
+async def _template(run: Run, invoices: int) -> Path:
+    path = run.subdir("ingress") / "template.db"
+    db = await SqliteDatabase.open(path)
+    try:
+        await migrate(db)
+        refs = await seed_invoices(db, invoices)
+    finally:
+        await db.close()
+    run.extra["_ingress_refs"] = refs
+    return path
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the ingress exited with {proc.returncode}:\n{log_tail(log)}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"the ingress did not answer /healthz within {timeout:.0f} s:\n{log_tail(log)}")
+
+
+async def _loadgen(port: int, webhooks: Path, mode: str, *, rate: float, duration: float) -> dict[str, Any]:
+    argv = [PYTHON, "-m", "bench.loadgen", "--port", str(port), "--requests", str(webhooks), "--mode", mode,
+            "--rate", str(rate), "--duration", str(duration), "--connections", str(CONNECTIONS)]
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=duration + 120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the load generator failed ({proc.returncode}): {err.decode()[-1500:]}")
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def _phase(run: Run, name: str, template: Path, webhooks: Path, *, secret: str, mode: str, rate: float,
+                 with_worker: bool) -> tuple[dict[str, Any], Path, str]:
+    from tests.support.redis_server import free_port  # noqa: PLC0415
+
+    folder = run.subdir(f"ingress-{name}")
+    db_path = folder / "studiovault.db"
+    shutil.copy(template, db_path)
+    queue, port = f"bench:ingress:{name}", free_port()
+    env = pipeline_env(f"sqlite:///{db_path}", run.redis_url, queue,
+                       SV_RAZORPAY_WEBHOOK_SECRETS=json.dumps([secret]), SV_INGRESS_PORT=str(port))
+    logs = run.subdir("logs")
+    duration = run.sizes.ingress_seconds
+    with process([*INGRESS, "--port", str(port)], env, logs / f"ingress-{name}.log") as ingress:
+        _wait_healthy(port, ingress, logs / f"ingress-{name}.log")
+        if with_worker:
+            with process(WORKER, env, logs / f"worker-ingress-{name}.log") as worker:
+                await asyncio.sleep(1.5)  # the worker's start-up (imports, connections) before the load
+                result = await _loadgen(port, webhooks, mode, rate=rate, duration=duration)
+                redis = Redis.from_url(run.redis_url)
+                try:
+                    await drain_time(redis, queue, 1 << 30, [worker], within=120)
+                finally:
+                    await redis.aclose()
+                run.note_rss("worker", peak_rss_mb(worker.pid))
+        else:
+            profiling = asyncio.create_task(profile_pid(run, ingress.pid, duration - 0.5, "ingress")) \
+                if run.profile and mode == "saturate" else None
+            result = await _loadgen(port, webhooks, mode, rate=rate, duration=duration)
+            if profiling is not None:
+                await profiling
+        run.note_rss("ingress", peak_rss_mb(ingress.pid))
+    run.extra.setdefault("ingress_phases", {})[name] = result
+    return result, db_path, queue
+
+
+async def _end_to_end(db_path: Path) -> tuple[list[float], dict[str, int]]:
+    db = await SqliteDatabase.open(db_path)
+    try:
+        rows = await db.query("SELECT applied_at - created_at AS ms FROM event_inbox WHERE status = 'applied'")
+        statuses = await db.query("SELECT status, count(*) AS n FROM event_inbox GROUP BY status")
+    finally:
+        await db.close()
+    return [float(r["ms"]) for r in rows], {str(r["status"]): int(r["n"]) for r in statuses}
+
+
+async def run_ingress(run: Run) -> None:
+    require_payments()
+    _require_ingress()
+    duration = run.sizes.ingress_seconds
+    secret = secrets.token_hex(16)
+    count = int(MAX_RATE_PLANNED * duration)
+    run.log(f"ingress: seeding {count} invoices and signing {count} payment.captured webhooks")
+    template = await _template(run, count)
+    webhooks = run.subdir("ingress") / "webhooks.jsonl"
+    write_webhooks(str(webhooks), run.extra.pop("_ingress_refs"), 118_000, secret)
+
+    run.log(f"ingress: fixed rate {FIXED_RATE:.0f}/s for {duration:.0f} s")
+    fixed, _, _ = await _phase(run, "fixed", template, webhooks, secret=secret, mode="fixed", rate=FIXED_RATE,
+                               with_worker=False)
+    run.record("ingress.fixed_accepted", f"ingress at {FIXED_RATE:.0f}/s: accepted", fixed["ok_per_s"], "req/s",
+               f"{fixed['ok']} of {fixed['sent']} 2xx")
+    run.record("ingress.fixed_p50_ms", f"ingress at {FIXED_RATE:.0f}/s: p50 response", fixed["p50_ms"], "ms")
+    run.record("ingress.fixed_p99_ms", f"ingress at {FIXED_RATE:.0f}/s: p99 response", fixed["p99_ms"], "ms")
+
+    run.log(f"ingress: saturation, {CONNECTIONS} connections, closed loop, {duration:.0f} s")
+    sat, _, _ = await _phase(run, "saturation", template, webhooks, secret=secret, mode="saturate", rate=0,
+                             with_worker=False)
+    run.record("ingress.saturation_accepted", "ingress at saturation: accepted", sat["ok_per_s"], "req/s",
+               f"{sat['ok']} of {sat['sent']} 2xx")
+    run.record("ingress.saturation_p50_ms", "ingress at saturation: p50 response", sat["p50_ms"], "ms")
+    run.record("ingress.saturation_p99_ms", "ingress at saturation: p99 response", sat["p99_ms"], "ms")
+
+    half = max(10.0, sat["ok_per_s"] / 2)
+    run.log(f"ingress: end to end at {half:.0f}/s (50% of saturation) with one worker")
+    e2e, db_path, _ = await _phase(run, "e2e", template, webhooks, secret=secret, mode="fixed", rate=half,
+                                   with_worker=True)
+    latencies, statuses = await _end_to_end(db_path)
+    run.extra["e2e_inbox"] = statuses
+    note = f"{len(latencies)} events at {half:.0f}/s; created_at → applied_at (ms clock)"
+    run.record("e2e.rate", "end to end: offered rate (50% of saturation)", half, "req/s",
+               f"ingress p99 {e2e['p99_ms']} ms")
+    run.record("e2e.p50_ms", "end to end p50 (received → batch)", percentile(latencies, 50), "ms", note)
+    run.record("e2e.p99_ms", "end to end p99 (received → batch)", percentile(latencies, 99), "ms")
+    run.record("e2e.max_ms", "end to end max (received → batch)", max(latencies) if latencies else None, "ms")
