@@ -44,11 +44,10 @@ async def run_d1(run: Run) -> None:
 
 
 async def _measure(run: Run, url: str, token: str) -> None:
-    from arq.worker import Worker  # noqa: PLC0415
 
     from store.d1 import D1BridgeDatabase  # noqa: PLC0415
     from workers.settings import Settings  # noqa: PLC0415
-    from workers.worker import worker_settings  # noqa: PLC0415
+    from workers.worker import PipelineWorker, stop_worker, worker_settings  # noqa: PLC0415
 
     n, queue = run.sizes.d1_events, "bench:apply:d1"
     db = D1BridgeDatabase(url, token)
@@ -75,14 +74,14 @@ async def _measure(run: Run, url: str, token: str) -> None:
         return dataclasses.replace(deps)
 
     run.log(f"d1: one worker (in this process) applying {n} events through the bridge")
-    worker = Worker(**worker_settings(settings, customize=keep), handle_signals=False)
+    worker = PipelineWorker(**worker_settings(settings, customize=keep), handle_signals=False)
     task = asyncio.create_task(worker.async_run())
     redis = Redis.from_url(run.redis_url)
     try:
         drain = await drain_time(redis, queue, n, [], within=max(120.0, n / 5))
     finally:
         await redis.aclose()
-        await worker.close()
+        await stop_worker(worker)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
+import structlog
 import typer
 from arq.connections import ArqRedis
 from rich.console import Console
@@ -189,21 +190,22 @@ def worker(
     router: Annotated[str, typer.Option(help="module:attribute of the routing table.")] = "handlers.routes:ROUTER",
 ) -> None:
     """Run an arq worker (run several, on one or many machines: they share Redis and the database)."""
-    from arq.worker import Worker  # noqa: PLC0415
-
-    from workers.worker import worker_settings  # noqa: PLC0415
+    from workers.worker import PipelineWorker, stop_worker, worker_settings  # noqa: PLC0415
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    log = structlog.get_logger("studiovault.worker")
 
     async def go() -> None:
-        w = Worker(**worker_settings(settings, router), burst=burst)
+        w = PipelineWorker(**worker_settings(settings, router), burst=burst)
         try:
             await w.async_run()
         except asyncio.CancelledError:
-            pass  # SIGINT/SIGTERM: arq cancelled its main task; close() below finishes running jobs
+            pass  # SIGINT/SIGTERM: arq waited up to shutdown_grace for running jobs, then cancelled its main task
         finally:
-            await w.close()
+            await stop_worker(w)
+            log.info("worker_stopped", jobs_complete=w.jobs_complete, jobs_retried=w.jobs_retried,
+                     jobs_failed=w.jobs_failed)
 
     asyncio.run(go())
 

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     max_jobs: int = Field(50, ge=1)
     poll_delay: float = Field(0.01, gt=0)
     job_timeout: float = Field(30.0, gt=0)  # a SIGKILLed worker's job is re-run after this + 10 s
+    # On SIGTERM/SIGINT a worker picks no new job and gives running ones this long to finish; the
+    # rest are cancelled (their batches never commit, so they run again elsewhere). Keep it under
+    # your supervisor's kill timeout (docker compose: stop_grace_period).
+    shutdown_grace: float = Field(10.0, ge=0)
     # Failures (not conflicts) before an event is dead-lettered. With the backoff below the budget is
     # about 2-3 hours of retries: a provider or D1 outage of that length parks nothing.
     max_attempts: int = Field(20, ge=1)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -12,10 +14,12 @@ import httpx
 import structlog
 from arq import cron, func
 from arq.cron import CronJob
+from arq.worker import Worker
 
 from events.publish import Publisher
 from handlers.base import Router
 from providers.build import build_notify_services
+from store import Database
 from store.factory import open_database
 from store.migrate import state
 from workers.apply import apply_event
@@ -52,16 +56,11 @@ class PendingMigrations(RuntimeError):
 async def build_deps(settings: Settings, redis: Any, router: Router) -> Deps:
     token = settings.d1_bridge_token.get_secret_value() if settings.d1_bridge_token else None
     db = await open_database(settings.database_url, token)
-    pending = (await state(db)).pending
-    if pending:
-        await db.close()
-        raise PendingMigrations(
-            f"the database at {settings.database_url} has pending migrations {pending}: run `studiovault migrate`"
-        )
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False)
     queue = ArqQueue(redis, settings.queue_name)
     clock = lambda: datetime.now(UTC)  # noqa: E731 - the one real clock; tests inject their own
-    try:
+    try:  # a failure or a shutdown (CancelledError) half-way leaves nothing open
+        await _require_migrated(db, settings.database_url)
         services = await _build_services(settings, http, redis)
     except BaseException:
         await http.aclose()
@@ -73,6 +72,12 @@ async def build_deps(settings: Settings, redis: Any, router: Router) -> Deps:
     )
 
 
+async def _require_migrated(db: Database, url: str) -> None:
+    pending = (await state(db)).pending
+    if pending:
+        raise PendingMigrations(f"the database at {url} has pending migrations {pending}: run `studiovault migrate`")
+
+
 async def _build_services(settings: Settings, http: httpx.AsyncClient, redis: Any = None) -> dict[str, Any]:
     """Clients handlers need beyond the database (notification senders, ...), keyed by name."""
     return build_notify_services(http, redis)
@@ -81,6 +86,63 @@ async def _build_services(settings: Settings, http: httpx.AsyncClient, redis: An
 async def close_deps(deps: Deps) -> None:
     await deps.http.aclose()
     await deps.db.close()
+
+
+class PipelineWorker(Worker):
+    """arq's `Worker` that also tells when its poller is between two polls: the one moment it can be
+    cancelled without cutting a Redis exchange in half (which would leave a job half-started and a
+    connection object half-open)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.between_polls = asyncio.Event()  # set after start-up and each poll; clear while polling
+
+    async def _poll_iteration(self) -> None:
+        self.between_polls.clear()
+        try:
+            await super()._poll_iteration()
+        finally:
+            self.between_polls.set()
+
+
+async def _until_between_polls(worker: PipelineWorker, poller: asyncio.Task[None], within: float) -> None:
+    """Wait until the poller is asleep between polls (it may still be starting up), or has ended."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not worker.between_polls.is_set() and not poller.done() and loop.time() < deadline:
+        idle = asyncio.ensure_future(worker.between_polls.wait())
+        await asyncio.wait([idle, poller], timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED)
+        idle.cancel()
+
+
+async def stop_worker(worker: PipelineWorker, grace: float = 0.0) -> None:
+    """Stop a worker and release all it holds, whatever it is doing (starting up, polling, applying).
+
+    It picks no new job at once; running jobs get `grace` seconds to finish, then are cancelled. A
+    cancelled job loses nothing: its batch never committed, so its inbox row is still pending and arq
+    (or the re-drive) runs it again. arq's own `close()` alone gets two things wrong: it gathers the
+    job tasks and so re-raises a cancelled job's CancelledError, skipping `on_shutdown` (database and
+    HTTP client left open) and the Redis pool's close; and it cancels the poller wherever it is, even
+    half-way through starting a job.
+    """
+    loop = asyncio.get_running_loop()
+    worker.allow_pick_jobs = False
+    poller = worker.main_task
+    if poller is not None:  # finish start-up and the current poll: no job starts after it
+        await _until_between_polls(worker, poller, within=max(grace, 10.0))
+    deadline = loop.time() + grace
+    while (running := [t for t in list(worker.tasks.values()) if not t.done()]) and loop.time() < deadline:
+        await asyncio.wait(running, timeout=deadline - loop.time())
+    if poller is not None and not poller.done():
+        await _until_between_polls(worker, poller, within=10.0)
+        poller.cancel()  # no await since the check above: it is asleep between polls
+        await asyncio.gather(poller, return_exceptions=True)
+    jobs = list(worker.tasks.values())
+    for task in jobs:
+        task.cancel()
+    await asyncio.gather(*jobs, return_exceptions=True)
+    worker.tasks.clear()
+    await worker.close()
 
 
 def _capped(job: CronJob, timeout: float) -> CronJob:
@@ -133,6 +195,8 @@ def worker_settings(
         "max_jobs": settings.max_jobs,
         "poll_delay": settings.poll_delay,
         "job_timeout": settings.job_timeout,
+        # On SIGTERM/SIGINT arq stops picking jobs and waits this long for running ones (whole seconds).
+        "job_completion_wait": math.ceil(settings.shutdown_grace),
         "keep_result": 0,
         "max_tries": 1_000_000,
         "job_serializer": serialize,

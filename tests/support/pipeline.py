@@ -11,14 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.worker import Worker
 
 from events.publish import Publisher
 from store import Database
 from workers.deps import Deps
 from workers.queue import ArqQueue, connect
 from workers.settings import Settings
-from workers.worker import worker_settings
+from workers.worker import PipelineWorker, stop_worker, worker_settings
 
 SAMPLE_ROUTER = "tests.support.sample_events:ROUTER"
 
@@ -41,7 +40,7 @@ class Pipeline:
     redis: ArqRedis
     queue: ArqQueue
     publisher: Publisher
-    workers: list[tuple[Worker, asyncio.Task[None]]] = field(default_factory=list)
+    workers: list[tuple[PipelineWorker, asyncio.Task[None]]] = field(default_factory=list)
 
     @classmethod
     async def create(cls, settings: Settings, db: Database) -> Pipeline:
@@ -51,17 +50,18 @@ class Pipeline:
 
     async def start_worker(
         self, router_path: str = SAMPLE_ROUTER, customize: Callable[[Deps], Deps] | None = None, **overrides: Any
-    ) -> Worker:
+    ) -> PipelineWorker:
         kwargs = worker_settings(self.settings, router_path, customize)
         kwargs.update(overrides)
-        worker = Worker(**kwargs, handle_signals=False)
+        worker = PipelineWorker(**kwargs, handle_signals=False)
         task = asyncio.create_task(worker.async_run())
         self.workers.append((worker, task))
         return worker
 
-    async def stop_workers(self) -> None:
+    async def stop_workers(self, grace: float = 5.0) -> None:
+        """Stop every worker as production does (`stop_worker`): running jobs get `grace` seconds."""
         for worker, task in self.workers:
-            await worker.close()
+            await stop_worker(worker, grace)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -21,7 +21,7 @@ def pipeline_env(database_url: str, redis_url: str, **extra: str) -> dict[str, s
         "SV_DATABASE_URL": database_url, "SV_REDIS_URL": redis_url, "SV_QUEUE_NAME": "test:events",
         "SV_POLL_DELAY": "0.01", "SV_JOB_TIMEOUT": "1", "SV_BACKOFF_BASE": "0.01", "SV_BACKOFF_CAP": "0.2",
         "SV_REDRIVE_GRACE": "0", "SV_LOG_JSON": "true", "PYTHONPATH": str(ROOT), "COLUMNS": "300",
-        "SV_SCHEDULED_JOBS": "false",
+        "SV_SCHEDULED_JOBS": "false", "SV_SHUTDOWN_GRACE": "3",
     })
     env.update(extra)
     return env
