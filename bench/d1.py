@@ -44,7 +44,6 @@ async def run_d1(run: Run) -> None:
 
 
 async def _measure(run: Run, url: str, token: str) -> None:
-
     from store.d1 import D1BridgeDatabase  # noqa: PLC0415
     from workers.settings import Settings  # noqa: PLC0415
     from workers.worker import PipelineWorker, stop_worker, worker_settings  # noqa: PLC0415
