@@ -135,7 +135,7 @@ async def stop_worker(worker: PipelineWorker, grace: float = 0.0) -> None:
         await asyncio.wait(running, timeout=deadline - loop.time())
     if poller is not None and not poller.done():
         await _until_between_polls(worker, poller, within=10.0)
-        poller.cancel()  # no await since the check above: it is asleep between polls
+        poller.cancel()  # no await since that check: it is asleep between polls (unless stuck past 10 s)
         await asyncio.gather(poller, return_exceptions=True)
     jobs = list(worker.tasks.values())
     for task in jobs:
