@@ -112,8 +112,10 @@ async def test_two_worker_processes_racing_on_one_row_lose_no_update(
 
         await wait_until(settled, 60, "30 events applied by two processes")
     assert await spend_of(db, t.client_id) == 30
-    per_process = [[e for e in json_logs(p) if e.get("event") == "event_applied"] for p in logs]
-    assert all(per_process), "both processes applied events"
+    # Both processes raced for the row: each applied events or lost version conflicts to the other
+    # (one can lose every race on a busy machine, as seen in CI: 27 retries, 0 applied).
+    worked = [[e for e in json_logs(p) if e.get("event") in {"event_applied", "event_retry"}] for p in logs]
+    assert all(worked), "both processes worked on the events"
     retries = [e for p in logs for e in json_logs(p) if e.get("event") == "event_retry"]
     assert retries, "conflicting updates from two processes must show up as retries in the logs"
     assert all("VersionConflict" in e["error"] for e in retries)
