@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -117,6 +118,18 @@ def parse_json(body: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise WebhookError(400, "invalid_json", "the body must be a JSON object")
     return doc
+
+
+EVENT_TYPE = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
+
+
+def event_type_of(doc: Mapping[str, Any], key: str, gateway: str) -> str:
+    """The delivery's event type (dotted lower-case words, as both gateways name them), or 422."""
+    event_type = doc.get(key)
+    if not isinstance(event_type, str) or not EVENT_TYPE.match(event_type):
+        raise WebhookError(422, "unknown_event_type", f"'{key}' must be a {gateway} event type, got {event_type!r}",
+                           field=key)
+    return event_type
 
 
 def pick(doc: Mapping[str, Any], path: str, typ: type | tuple[type, ...], required: bool = True) -> Any:

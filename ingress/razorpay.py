@@ -7,7 +7,6 @@ the payment's `notes.invoice_id` (a refund's own notes first, then its payment's
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +21,7 @@ from ingress.common import (
     Ignore,
     IngressState,
     WebhookError,
+    event_type_of,
     evidence_for,
     handle_webhook,
     notes_of,
@@ -31,7 +31,6 @@ from ingress.common import (
 )
 from ingress.signatures import verify_razorpay
 
-EVENT_TYPE = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
 EVENT_ID_HEADER = "x-razorpay-event-id"
 SIGNATURE_HEADER = "x-razorpay-signature"
 PAYMENT = "payload.payment.entity"
@@ -45,10 +44,7 @@ def receive(request: Request, state: IngressState, body: bytes, received_at: dat
     if not event_id:
         raise WebhookError(400, "missing_header", "X-Razorpay-Event-Id header is missing", header=EVENT_ID_HEADER)
     doc = parse_json(body)
-    event_type = doc.get("event")
-    if not isinstance(event_type, str) or not EVENT_TYPE.match(event_type):
-        raise WebhookError(422, "unknown_event_type", f"'event' must be a Razorpay event name, got {event_type!r}",
-                           field="event")
+    event_type = event_type_of(doc, "event", "Razorpay")
     evidence = evidence_for(request, body, event_id=event_id, event_type=event_type,
                             headers=(EVENT_ID_HEADER, SIGNATURE_HEADER), received_at=received_at)
     return Delivery("razorpay", event_id, event_type, doc, evidence)

@@ -34,6 +34,7 @@ from ingress.common import (
     Ignore,
     IngressState,
     WebhookError,
+    event_type_of,
     evidence_for,
     handle_webhook,
     notes_of,
@@ -43,7 +44,6 @@ from ingress.common import (
 )
 from ingress.signatures import verify_stripe
 
-EVENT_TYPE = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
 EVENT_ID = re.compile(r"^evt_[A-Za-z0-9]+$")
 SIGNATURE_HEADER = "stripe-signature"
 OBJ = "data.object"
@@ -55,13 +55,11 @@ def receive(request: Request, state: IngressState, body: bytes, received_at: dat
     verify_stripe(body, request.headers.get(SIGNATURE_HEADER), secrets(state.settings.stripe_webhook_secrets),
                   state.settings.stripe_tolerance_s, received_at.timestamp())
     doc = parse_json(body)
-    event_id, event_type = doc.get("id"), doc.get("type")
+    event_id = doc.get("id")
     if not isinstance(event_id, str) or not EVENT_ID.match(event_id):
         raise WebhookError(422, "invalid_field", f"'id' must be a Stripe event id (evt_...), got {event_id!r}",
                            field="id")
-    if not isinstance(event_type, str) or not EVENT_TYPE.match(event_type):
-        raise WebhookError(422, "unknown_event_type", f"'type' must be a Stripe event type, got {event_type!r}",
-                           field="type")
+    event_type = event_type_of(doc, "type", "Stripe")
     evidence = evidence_for(request, body, event_id=event_id, event_type=event_type, headers=(SIGNATURE_HEADER,),
                             received_at=received_at)
     return Delivery("stripe", event_id, event_type, doc, evidence)
