@@ -19,11 +19,11 @@ from bench.payments_data import InvoiceRef, captured_envelope, seed_invoices
 from bench.procs import PYTHON, Drain, drain_time, log_tail, peak_rss_mb, pipeline_env, process
 from bench.profile import profile_worker
 from events.publish import Publisher
+from jobqueue.arq_redis import ArqQueue, connect
 from store.migrate import migrate
 from store.sqlite import SqliteDatabase
-from workers.queue import ArqQueue, connect
 
-WORKER = [PYTHON, "-m", "workers.cli", "worker"]
+WORKER = [PYTHON, "-m", "cli", "worker"]
 ARQ_DEFAULTS = {"SV_POLL_DELAY": "0.5", "SV_MAX_JOBS": "10"}
 HOT_CAPTURE_MINOR = 10_000  # ₹100 each: 50 partial captures of a ₹5,000 invoice
 

@@ -19,9 +19,9 @@ from bench.apply import WorkerGroup
 from bench.core import NotAvailable, Run
 from bench.procs import drain_time, log_tail, peak_rss_mb, pipeline_env
 from events.publish import Publisher
+from jobqueue.arq_redis import ArqQueue, connect
 from store.migrate import migrate
 from store.sqlite import SqliteDatabase
-from workers.queue import ArqQueue, connect
 
 PERIOD = "2026-10"
 WORKERS = 2
@@ -31,10 +31,10 @@ CLOSE_LIMIT_S = 300.0  # keeps the full run bounded; a close that needs longer i
 def _require_billing() -> None:
     try:
         import handlers.billing  # noqa: F401, PLC0415
+        import producers.billing_close  # noqa: F401, PLC0415
         import tests.support.billing_seed  # noqa: F401, PLC0415
-        import workers.billing_close  # noqa: F401, PLC0415
     except ImportError as exc:
-        raise NotAvailable(f"billing (issue 7: handlers/billing.py, workers/billing_close.py, "
+        raise NotAvailable(f"billing (handlers/billing/, producers/billing_close.py, "
                            f"tests/support/billing_seed.py) is not importable: {exc}") from exc
 
 
@@ -55,7 +55,7 @@ async def _seed(run: Run, orgs: int) -> Path:
 
 async def close_period(run: Run, orgs: int) -> float:
     """Seconds from the first close published to the last applied, for `orgs` orgs."""
-    from workers.billing_close import publish_period_closes  # noqa: PLC0415
+    from producers.billing_close import publish_period_closes  # noqa: PLC0415
 
     run.log(f"billing: seeding {orgs:,} orgs, {orgs * run.sizes.billing_media_per_org:,} media, "
             f"{orgs * run.sizes.billing_notifications_per_org:,} notifications")

@@ -20,9 +20,9 @@ from redis.asyncio import Redis
 from bench.core import Run, rate
 from bench.noop_worker import NOOP_JOB
 from bench.procs import PYTHON, drain_time, log_tail, pipeline_env, process
+from jobqueue.arq_redis import connect
 from store import Statement
 from store.sqlite import SqliteDatabase
-from workers.queue import connect
 
 TUNED = (0.01, 50)
 ARQ_DEFAULT = (0.5, 10)

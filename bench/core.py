@@ -99,7 +99,7 @@ class Run:
 
 def route_logs_to(path: Path) -> None:
     """Configure logging in this process as a worker's (JSON at INFO), but into `path`, not the console."""
-    from workers.logging import configure_logging  # noqa: PLC0415
+    from bootstrap.logging import configure_logging  # noqa: PLC0415
 
     path.parent.mkdir(parents=True, exist_ok=True)
     log = path.open("a")

@@ -44,9 +44,10 @@ async def run_d1(run: Run) -> None:
 
 
 async def _measure(run: Run, url: str, token: str) -> None:
+    from bootstrap.worker import worker_settings  # noqa: PLC0415
+    from config import Settings  # noqa: PLC0415
     from store.d1 import D1BridgeDatabase  # noqa: PLC0415
-    from workers.settings import Settings  # noqa: PLC0415
-    from workers.worker import PipelineWorker, stop_worker, worker_settings  # noqa: PLC0415
+    from workers.runtime import PipelineWorker, stop_worker  # noqa: PLC0415
 
     n, queue = run.sizes.d1_events, "bench:apply:d1"
     db = D1BridgeDatabase(url, token)
@@ -64,8 +65,8 @@ async def _measure(run: Run, url: str, token: str) -> None:
         await db.close()
     run.record("d1.publish_rate", "D1: publish (inbox insert + enqueue), 50 concurrent", n / publish_s, "events/s")
 
-    settings = Settings(database_url=f"d1+{url}", d1_bridge_token=token, redis_url=run.redis_url,
-                        queue_name=queue, log_json=True)
+    settings = Settings.from_fields(database_url=f"d1+{url}", d1_bridge_token=token, redis_url=run.redis_url,
+                                    queue_name=queue, log_json=True)
     seen: dict[str, Any] = {}
 
     def keep(deps: Deps) -> Deps:

@@ -30,7 +30,7 @@ from bench.profile import profile_pid
 from store.migrate import migrate
 from store.sqlite import SqliteDatabase
 
-INGRESS = [PYTHON, "-m", "workers.cli", "ingress"]
+INGRESS = [PYTHON, "-m", "cli", "ingress"]
 FIXED_RATE = 500.0
 CONNECTIONS = 32
 MAX_RATE_PLANNED = 3_000  # webhooks prepared per second of each phase

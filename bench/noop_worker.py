@@ -16,7 +16,7 @@ from arq import func
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
-from workers.queue import deserialize, serialize
+from jobqueue.arq_redis import deserialize, serialize
 
 NOOP_JOB = "noop"
 

@@ -1,4 +1,4 @@
-"""Billing events: a calendar month ended for an org (published by `workers.billing_close`, the cron and
+"""Billing events: a calendar month ended for an org (published by `producers.billing_close`, the cron and
 `studiovault billing close`); applied by `handlers.billing`, which issues the org's overage invoice."""
 
 from __future__ import annotations

@@ -10,12 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from core.clock import epoch_ms as ms
 from events.envelope import Envelope
 from store import Database, Statement, expect_rows
-
-
-def ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 def insert(envelope: Envelope, now: datetime, status: str = "pending", note: str | None = None) -> Statement:

@@ -1,7 +1,7 @@
 """Media events: an object in the media bucket was created or deleted (R2 event notifications,
 forwarded by `r2-relay/` to `ingress/r2.py`); applied by `handlers.media`.
 
-`key` is the full R2 object key; the object key layout (`handlers.media_keys`) ties it to the org,
+`key` is the full R2 object key; the object key layout (`events.media_keys`) ties it to the org,
 branch, project and file type the event also names, and the handler checks they agree.
 """
 

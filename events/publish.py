@@ -10,23 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 import structlog
 
 from events import inbox
 from events.envelope import Envelope
+from jobqueue import Queue
 from store import Database
 
 log = structlog.get_logger("studiovault.publish")
-
-
-class Queue(Protocol):
-    """Where accepted events go to be applied (arq on Redis in production)."""
-
-    async def enqueue(self, envelope_json: str, event_id: str, defer_until: datetime | None = None) -> bool:
-        """Enqueue; False when the queue already holds this event id."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """What a handler is: read, plan purely, return the statements and follow-ups for ONE batch.
 
 A handler never commits. The worker's unit of work wraps its `Plan` with the inbox guard, the inbox
-row marked applied and the follow-up events, and runs all of it as one atomic batch.
+row marked applied and the follow-up events, and runs all of it as one atomic batch. What a handler
+may use is in its `HandlerContext`: the envelope, the database (for reads), the clock's `now`, and the
+typed `Services` the composition root built (notification senders behind the `providers.port` port).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
 
-import httpx
-
 from events.envelope import Envelope, Event
+from events.notifications import Channel
 from events.registry import EventRegistry
+from providers.port import RateLimiter, Sender
 from store import Database, Statement
 
 
@@ -54,15 +56,30 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class NotifyServices:
+    """What notification dispatch sends with: one sender per configured channel, the per-branch cap."""
+
+    senders: Mapping[Channel, Sender] = field(default_factory=dict)
+    limiter: RateLimiter | None = None
+    rate_per_minute: int = 60  # the default per-branch cap; a branch's config may change it
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything beyond the database that handlers use, typed."""
+
+    notify: NotifyServices | None = None
+
+
+@dataclass(frozen=True)
 class HandlerContext:
-    """What a handler may use: the envelope, the database for reads, the clock, shared clients."""
+    """What a handler may use: the envelope, the database for reads, the clock, the services."""
 
     envelope: Envelope
     db: Database
     now: datetime
     attempt: int
-    http: httpx.AsyncClient
-    services: Mapping[str, Any] = field(default_factory=dict)
+    services: Services = field(default_factory=Services)
 
 
 class Handler(Protocol):
@@ -81,4 +98,3 @@ class Router:
 
     def handler_for(self, event: Event) -> Handler:
         return self.handlers[type(event)]
-

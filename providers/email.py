@@ -11,16 +11,8 @@ from __future__ import annotations
 
 import httpx
 
-from providers.base import (
-    Channel,
-    OutboundMessage,
-    SendRejected,
-    SendResult,
-    SendRetryable,
-    json_body,
-    retry_after,
-    transport_error,
-)
+from providers.http import json_body, retry_after, transport_error
+from providers.port import Channel, OutboundMessage, SendRejected, SendResult, SendRetryable
 
 QUOTA_ERRORS = {"daily_quota_exceeded", "monthly_quota_exceeded"}
 

@@ -8,15 +8,8 @@ at `limit` per window instead of all waking at the same instant and contending a
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Protocol
 
 import redis.asyncio as aioredis
-
-
-class RateLimiter(Protocol):
-    async def acquire(self, key: str, now: datetime, limit: int, window_s: int = 60) -> datetime | None:
-        """None: go ahead now. Else the time to try again."""
-        ...
 
 
 def window_start(now: datetime, window_s: int) -> datetime:
@@ -33,6 +26,8 @@ def wait_until(now: datetime, count: int, limit: int, window_s: int) -> datetime
 
 
 class RedisFixedWindow:
+    """The `RateLimiter` port on Redis."""
+
     def __init__(self, redis: aioredis.Redis, prefix: str = "sv:notify:rate") -> None:
         self.redis = redis
         self.prefix = prefix

@@ -12,16 +12,8 @@ from collections.abc import Mapping
 
 import httpx
 
-from providers.base import (
-    Channel,
-    OutboundMessage,
-    SendRejected,
-    SendResult,
-    SendRetryable,
-    json_body,
-    retry_after,
-    transport_error,
-)
+from providers.http import json_body, retry_after, transport_error
+from providers.port import Channel, OutboundMessage, SendRejected, SendResult, SendRetryable
 
 DUPLICATE_DISCARDED = "311"  # "same request was generated twice within 10 seconds": the first was accepted
 RETRY_CODES = {"306"}  # route unavailable in this time window

@@ -24,7 +24,6 @@ from events.envelope import Envelope, Event
 from handlers.base import Defer, HandlerContext, Plan, RetryLater
 from store import AlreadyApplied, VersionConflict
 from workers.deps import Deps, JobContext
-from workers.failpoints import failpoint
 from workers.policy import describe, is_permanent
 
 log = structlog.get_logger("studiovault.worker")
@@ -52,7 +51,7 @@ async def _apply(deps: Deps, envelope: Envelope, attempt: int) -> str:
     if envelope.available_at and envelope.available_at > now:
         raise Retry(defer=envelope.available_at - now)  # enqueued early (a re-drive): wait for its time
     try:
-        async with asyncio.timeout(deps.settings.job_timeout * 0.8):
+        async with asyncio.timeout(deps.settings.worker.job_timeout * 0.8):
             outcome, details = await _run_unit_of_work(deps, envelope, now, attempt)
     except AlreadyApplied:
         return await _already_applied(deps, envelope)
@@ -84,8 +83,7 @@ async def _plan_and_commit(
     deps: Deps, envelope: Envelope, event: Event, now: datetime, attempt: int
 ) -> tuple[str, Mapping[str, Any]]:
     handler = deps.router.handler_for(event)
-    ctx = HandlerContext(envelope=envelope, db=deps.db, now=now, attempt=attempt, http=deps.http,
-                         services=deps.services)
+    ctx = HandlerContext(envelope=envelope, db=deps.db, now=now, attempt=attempt, services=deps.services)
     plan: Plan = await handler(event, ctx)
     follow_ups = [inbox.insert(f, now) for f in plan.follow_ups]
     statements = [
@@ -94,9 +92,9 @@ async def _plan_and_commit(
         inbox.mark_applied(envelope.event_id, now, plan.outcome),
         *follow_ups,
     ]
-    failpoint("before_batch")
+    deps.failpoints.hit("before_batch")
     changes = await deps.db.batch(statements)
-    failpoint("after_batch")
+    deps.failpoints.hit("after_batch")
     inserted = changes[len(changes) - len(follow_ups):] if follow_ups else []
     for follow_up, n in zip(plan.follow_ups, inserted, strict=True):
         if n:  # 0: an event with the same dedupe key exists already (e.g. one photos_ready per project)
@@ -116,7 +114,7 @@ async def _already_applied(deps: Deps, envelope: Envelope) -> str:
 async def _conflicted(deps: Deps, envelope: Envelope, exc: VersionConflict, attempt: int) -> str:
     """A row changed between our read and our batch: re-read and re-plan soon. Does not use the
     failure budget (contention is not the event's fault), but is capped so a livelock is parked."""
-    if attempt > deps.settings.max_conflict_retries:
+    if attempt > deps.settings.worker.max_conflict_retries:
         return await _dead_letter(deps, envelope.event_id, f"retries exhausted after {attempt} version conflicts",
                                   attempt)
     delay = deps.backoff.delay(min(attempt, 6))
@@ -132,7 +130,7 @@ async def _failed(deps: Deps, envelope: Envelope, exc: Exception, now: datetime)
     attempt = failures + 1
     if is_permanent(exc):
         return await _dead_letter(deps, envelope.event_id, reason, attempt)
-    if attempt >= deps.settings.max_attempts:
+    if attempt >= deps.settings.worker.max_attempts:
         return await _dead_letter(deps, envelope.event_id, f"retries exhausted after {attempt} attempts: {reason}",
                                   attempt)
     delay = deps.backoff.delay(attempt)

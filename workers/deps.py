@@ -1,23 +1,24 @@
-"""The typed arq job context: one frozen `Deps` built at worker start-up, instead of loose ctx keys."""
+"""The typed arq job context: one frozen `Deps` built at worker start-up (by `bootstrap`), instead of
+loose ctx keys."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import TypedDict
 
-import httpx
 from arq.connections import ArqRedis
 
+from config import Settings
 from events.publish import Publisher
-from handlers.base import Router
+from handlers.base import Router, Services
+from jobqueue import Queue
 from store import Database
+from workers.failpoints import Failpoints
 from workers.policy import Backoff
-from workers.queue import ArqQueue
-from workers.settings import Settings
 
 
 class KeyedLocks:
@@ -45,14 +46,19 @@ class KeyedLocks:
 class Deps:
     settings: Settings
     db: Database
-    queue: ArqQueue
+    queue: Queue
     publisher: Publisher
     router: Router
-    http: httpx.AsyncClient
     clock: Callable[[], datetime]
     backoff: Backoff
-    services: Mapping[str, Any] = field(default_factory=dict)
+    services: Services = field(default_factory=Services)
+    failpoints: Failpoints = field(default_factory=Failpoints)
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    # What was opened for these deps (database, HTTP client), closed by `close()` at shutdown.
+    resources: AsyncExitStack = field(default_factory=AsyncExitStack)
+
+    async def close(self) -> None:
+        await self.resources.aclose()
 
 
 class JobContext(TypedDict):

@@ -32,7 +32,7 @@ from events.envelope import Envelope, envelope_for
 from events.ids import new_id
 from handlers.base import HandlerContext, Plan
 from handlers.billing import bill_period
-from handlers.billing_calendar import org_timezone, period_bounds
+from handlers.billing.calendar import org_timezone, period_bounds
 from store import MAX_PARAMS, Database, Statement
 
 Row = tuple[Any, ...]
@@ -180,7 +180,7 @@ async def prepare_close(db: Database, event: BillingPeriodClosed, now: datetime,
     envelope = envelope_for(event, org_id=envelope_org or event.org_id, branch_id=branch_id, occurred_at=now,
                             dedupe_key=f"test:{new_id('evt')}")  # a fresh key: bypasses the producer's dedupe
     await db.batch([inbox.insert(envelope, now)])
-    ctx = HandlerContext(envelope=envelope, db=db, now=now, attempt=1, http=None, services={})  # type: ignore[arg-type]
+    ctx = HandlerContext(envelope=envelope, db=db, now=now, attempt=1)
     return envelope, await bill_period(event, ctx)
 
 

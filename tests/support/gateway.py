@@ -14,26 +14,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import razorpay
 import stripe
 import uvicorn
 from starlette.applications import Starlette
 
+from config import Settings
 from events import inbox
 from events.envelope import Envelope, envelope_for
 from events.ids import new_id
 from events.payments import GatewayEvidence, PaymentFact, gateway_dedupe_key
 from events.publish import Publisher
 from handlers.routes import ROUTER
+from jobqueue.arq_redis import ArqQueue, connect
 from store import Database
 from tests.support.factories import Tenant
 from tests.support.redis_server import free_port
 from workers.apply import apply_event
 from workers.deps import Deps
 from workers.policy import Backoff
-from workers.queue import ArqQueue, connect
-from workers.settings import Settings
 
 RAZORPAY_SECRET = "rzp-webhook-secret-test"
 STRIPE_SECRET = "whsec_test_4eC39HqLyjWDarjtT1zdp7dc"
@@ -166,18 +165,17 @@ class Applier:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(cls, db: Database, redis_url: str, now: datetime) -> AsyncIterator[Applier]:
-        settings = Settings(database_url="sqlite:///unused.db", redis_url=redis_url, queue_name="test:payments",
-                            max_attempts=3)
-        redis = await connect(redis_url, settings.queue_name)
-        queue = ArqQueue(redis, settings.queue_name)
+        settings = Settings.from_fields(database_url="sqlite:///unused.db", redis_url=redis_url,
+                                        queue_name="test:payments", max_attempts=3)
+        redis = await connect(redis_url, settings.queue.queue_name)
+        queue = ArqQueue(redis, settings.queue.queue_name)
         clock = lambda: now  # noqa: E731
-        async with httpx.AsyncClient() as http:
-            deps = Deps(settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=ROUTER,
-                        http=http, clock=clock, backoff=Backoff(0.01, 0.05))
-            try:
-                yield cls(db, deps)
-            finally:
-                await redis.aclose()
+        deps = Deps(settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=ROUTER,
+                    clock=clock, backoff=Backoff(0.01, 0.05))
+        try:
+            yield cls(db, deps)
+        finally:
+            await redis.aclose()
 
     async def deliver(self, event: PaymentFact, tenant: Tenant, gateway_event_id: str | None = None) -> str:
         """Publish (as the ingress would: dedupe on the gateway event id) and apply the recorded envelope."""

@@ -9,20 +9,18 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from events.envelope import Envelope, envelope_for
 from events.media import MediaDeleted, MediaUploaded
+from events.media_keys import build_key
 from events.publish import Publisher
-from handlers.media_keys import build_key
 from handlers.routes import ROUTER
+from jobqueue.arq_redis import ArqQueue, connect
 from store import Database
 from tests.support.factories import Tenant
 from tests.support.pipeline import fast_settings
 from workers.apply import apply_event
 from workers.deps import Deps
 from workers.policy import Backoff
-from workers.queue import ArqQueue, connect
 
 BUCKET = "studiovault-media"
 NOW = datetime(2026, 9, 21, 14, 13, 20, tzinfo=UTC)  # 1_790_000_000 s
@@ -88,16 +86,14 @@ class Applier:
 @asynccontextmanager
 async def applier(db: Database, redis_url: str) -> AsyncIterator[Applier]:
     settings = fast_settings("sqlite:///unused.db", redis_url)
-    redis = await connect(redis_url, settings.queue_name)
-    queue = ArqQueue(redis, settings.queue_name)
-    http = httpx.AsyncClient()
+    redis = await connect(redis_url, settings.queue.queue_name)
+    queue = ArqQueue(redis, settings.queue.queue_name)
     clock = lambda: NOW  # noqa: E731
     deps = Deps(settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=ROUTER,
-                http=http, clock=clock, backoff=Backoff(0.01, 0.2))
+                clock=clock, backoff=Backoff(0.01, 0.2))
     try:
         yield Applier(deps)
     finally:
-        await http.aclose()
         await redis.aclose()
 
 

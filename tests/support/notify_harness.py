@@ -11,22 +11,23 @@ import httpx
 from arq import Retry
 from arq.connections import ArqRedis
 
+from bootstrap.senders import build_senders
+from config import NotifySettings
 from events import inbox
 from events.envelope import Envelope, envelope_for
 from events.ids import new_id
 from events.notifications import Channel, NotificationDue, notification_dedupe_key
 from events.publish import Publisher
+from handlers.base import NotifyServices, Services
 from handlers.routes import ROUTER
-from providers.build import SERVICE_KEY, NotifyServices, build_senders
+from jobqueue.arq_redis import ArqQueue
 from providers.ratelimit import RedisFixedWindow
-from providers.settings import NotifySettings
 from store import Database
 from tests.support.factories import Tenant
 from tests.support.pipeline import fast_settings
 from workers.apply import apply_event
 from workers.deps import Deps
 from workers.policy import Backoff
-from workers.queue import ArqQueue
 
 PHONE_ID = "106540352242922"
 WA_TOKEN = "wa-test-token"
@@ -48,14 +49,19 @@ def notify_env(base_url: str) -> dict[str, str]:
     }
 
 
-def notify_settings(base_url: str, **overrides: Any) -> NotifySettings:
+def notify_fields(base_url: str, **overrides: Any) -> dict[str, Any]:
+    """The notification settings (flat field names) that point every provider at the fake servers."""
     values: dict[str, Any] = {
         "whatsapp_base_url": base_url, "whatsapp_phone_number_id": PHONE_ID, "whatsapp_token": WA_TOKEN,
         "msg91_base_url": base_url, "msg91_authkey": SMS_KEY, "msg91_template_ids": SMS_TEMPLATES,
         "email_base_url": base_url, "email_api_key": EMAIL_KEY, "notify_timeout_s": 2.0,
     }
     values.update(overrides)
-    return NotifySettings(**values)
+    return values
+
+
+def notify_settings(base_url: str, **overrides: Any) -> NotifySettings:
+    return NotifySettings(**notify_fields(base_url, **overrides))
 
 
 @dataclass
@@ -111,11 +117,12 @@ class Harness:
 async def make_harness(db: Database, redis: ArqRedis, http: httpx.AsyncClient, base_url: str, clock: Clock,
                        **settings_overrides: Any) -> Harness:
     settings = fast_settings("sqlite:///unused.db", "redis://unused", max_attempts=8)
-    queue = ArqQueue(redis, settings.queue_name)
+    queue = ArqQueue(redis, settings.queue.queue_name)
     nsettings = notify_settings(base_url, **settings_overrides)
-    services = {SERVICE_KEY: NotifyServices(build_senders(nsettings, http), RedisFixedWindow(redis), nsettings)}
+    services = Services(notify=NotifyServices(build_senders(nsettings, http), RedisFixedWindow(redis),
+                                              nsettings.notify_rate_per_minute))
     deps = Deps(settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=ROUTER,
-                http=http, clock=clock, backoff=Backoff(settings.backoff_base, settings.backoff_cap),
+                clock=clock, backoff=Backoff(settings.worker.backoff_base, settings.worker.backoff_cap),
                 services=services)
     return Harness(deps, clock)
 

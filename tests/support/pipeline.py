@@ -6,18 +6,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from arq.connections import ArqRedis
+from starlette.applications import Starlette
 
+from bootstrap.worker import load_router, worker_settings
+from config import Settings
 from events.publish import Publisher
+from ingress.app import create_app
+from ingress.pipeline import IngressDeps
+from jobqueue.arq_redis import ArqQueue, connect
 from store import Database
 from workers.deps import Deps
-from workers.queue import ArqQueue, connect
-from workers.settings import Settings
-from workers.worker import PipelineWorker, stop_worker, worker_settings
+from workers.runtime import PipelineWorker, stop_worker
 
 SAMPLE_ROUTER = "tests.support.sample_events:ROUTER"
 
@@ -30,7 +34,7 @@ def fast_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
         "log_json": True, "log_level": "INFO", "scheduled_jobs": False,
     }
     values.update(overrides)
-    return Settings(**values)
+    return Settings.from_fields(values)
 
 
 @dataclass
@@ -44,19 +48,35 @@ class Pipeline:
 
     @classmethod
     async def create(cls, settings: Settings, db: Database) -> Pipeline:
-        redis = await connect(settings.redis_url, settings.queue_name)
-        queue = ArqQueue(redis, settings.queue_name)
+        redis = await connect(settings.queue.redis_url, settings.queue.queue_name)
+        queue = ArqQueue(redis, settings.queue.queue_name)
         return cls(settings, db, redis, queue, Publisher(db, queue))
 
     async def start_worker(
         self, router_path: str = SAMPLE_ROUTER, customize: Callable[[Deps], Deps] | None = None, **overrides: Any
     ) -> PipelineWorker:
-        kwargs = worker_settings(self.settings, router_path, customize)
+        kwargs = worker_settings(self.settings, load_router(router_path), customize)
         kwargs.update(overrides)
         worker = PipelineWorker(**kwargs, handle_signals=False)
         task = asyncio.create_task(worker.async_run())
         self.workers.append((worker, task))
         return worker
+
+    def ingress_app(self, **overrides: Any) -> Starlette:
+        """The ingress app on this pipeline's database and queue, with some settings changed."""
+        settings = self.settings.replace(**overrides) if overrides else self.settings
+
+        async def database() -> object:
+            return await self.db.query("SELECT 1 AS ok")
+
+        async def redis() -> object:
+            return await self.redis.ping()
+
+        @contextlib.asynccontextmanager
+        async def open_deps() -> AsyncIterator[IngressDeps]:
+            yield IngressDeps(db=self.db, publisher=self.publisher, checks={"database": database, "redis": redis})
+
+        return create_app(settings.ingress, open_deps)
 
     async def stop_workers(self, grace: float = 5.0) -> None:
         """Stop every worker as production does (`stop_worker`): running jobs get `grace` seconds."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "workers.cli"]
+CLI = [sys.executable, "-m", "cli"]
 
 
 def pipeline_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:

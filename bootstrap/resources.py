@@ -1,0 +1,47 @@
+"""Open what a process needs (database, Redis, queue, publisher) and close all of it, whatever happens."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis
+
+from bootstrap.database import open_database
+from config import Settings
+from events.publish import Publisher
+from jobqueue.arq_redis import ArqQueue, connect
+from store import Database
+
+
+async def open_redis(settings: Settings) -> ArqRedis:
+    return await connect(settings.queue.redis_url, settings.queue.queue_name)
+
+
+@dataclass(frozen=True)
+class Resources:
+    settings: Settings
+    db: Database
+    redis: ArqRedis | None
+    queue: ArqQueue | None
+
+    @property
+    def publisher(self) -> Publisher:
+        if self.queue is None:
+            raise RuntimeError("this command opened no queue (need_redis=False)")
+        return Publisher(self.db, self.queue)
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings, *, need_redis: bool = True) -> AsyncIterator[Resources]:
+    """The database and (unless not needed) Redis; both closed on the way out, in reverse order."""
+    async with AsyncExitStack() as stack:
+        db = await open_database(settings.database)
+        stack.push_async_callback(db.close)
+        redis = queue = None
+        if need_redis:
+            redis = await open_redis(settings)
+            stack.push_async_callback(redis.aclose)
+            queue = ArqQueue(redis, settings.queue.queue_name)
+        yield Resources(settings, db, redis, queue)

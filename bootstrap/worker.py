@@ -1,0 +1,88 @@
+"""A worker's dependencies, built once Redis is connected, and the arq settings that build them.
+
+The routing table is the production one, imported statically; tests may name their own (`--router`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from datetime import datetime
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from bootstrap.database import open_database
+from bootstrap.senders import http_client, notify_services
+from config import Settings
+from core.clock import utc_now
+from core.redact import redact_url
+from events.publish import Publisher
+from handlers.base import Router, Services
+from handlers.routes import ROUTER
+from jobqueue.arq_redis import ArqQueue
+from store import Database
+from store.migrate import state
+from workers import runtime
+from workers.deps import Deps
+from workers.failpoints import Failpoints
+from workers.policy import Backoff
+
+
+class PendingMigrations(RuntimeError):
+    pass
+
+
+def load_router(path: str) -> Router:
+    """`module:attribute` → a `Router` (a test's own routing table)."""
+    module_name, _, attribute = path.partition(":")
+    router = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(router, Router):
+        raise TypeError(f"{path} is not a handlers.base.Router")
+    return router
+
+
+async def require_migrated(db: Database, settings: Settings) -> None:
+    pending = (await state(db)).pending
+    if pending:
+        raise PendingMigrations(f"the database at {redact_url(settings.database.database_url)} has pending "
+                                f"migrations {pending}: run `studiovault migrate`")
+
+
+async def build_deps(settings: Settings, redis: ArqRedis, router: Router = ROUTER,
+                     clock: Callable[[], datetime] = utc_now) -> Deps:
+    """Everything a worker's jobs use; `close_deps` releases it. A failure or a shutdown (CancelledError)
+    half-way leaves nothing open."""
+    stack = AsyncExitStack()
+    try:
+        db = await open_database(settings.database)
+        stack.push_async_callback(db.close)
+        http = http_client()
+        stack.push_async_callback(http.aclose)
+        await require_migrated(db, settings)
+    except BaseException:
+        await stack.aclose()
+        raise
+    failpoints = Failpoints(settings.worker.failpoint_names)
+    queue = ArqQueue(redis, settings.queue.queue_name)
+    services = Services(notify=notify_services(settings.notify, http, redis, failpoints))
+    return Deps(settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=router,
+                clock=clock, backoff=Backoff(settings.worker.backoff_base, settings.worker.backoff_cap),
+                services=services, failpoints=failpoints, resources=stack)
+
+
+async def close_deps(deps: Deps) -> None:
+    await deps.close()
+
+
+def worker_settings(settings: Settings, router: Router = ROUTER,
+                    customize: Callable[[Deps], Deps] | None = None) -> dict[str, Any]:
+    """Keyword arguments for `workers.runtime.PipelineWorker`. `customize` lets a test swap a dependency
+    (e.g. the clock) after the real ones are built."""
+
+    async def start(redis: ArqRedis) -> Deps:
+        deps = await build_deps(settings, redis, router)
+        return customize(deps) if customize else deps
+
+    return runtime.worker_settings(settings, start, close_deps)

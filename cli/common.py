@@ -1,0 +1,47 @@
+"""What every command shares: the console, the settings (read once, bad ones reported in a line each),
+logging, and the database and queue opened through the composition root."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import structlog
+import typer
+from rich.console import Console
+
+from bootstrap.logging import configure_logging
+from bootstrap.resources import Resources, open_resources
+from config import ConfigError, Settings, load_settings, unknown_variables
+
+console = Console()
+T = TypeVar("T")
+
+
+@functools.cache
+def settings() -> Settings:
+    """The process's settings, read on first use; invalid ones end the command with exit code 2."""
+    try:
+        loaded = load_settings()
+    except ConfigError as exc:
+        sys.stderr.write(f"studiovault: {exc}\n")
+        raise typer.Exit(2) from None
+    configure_logging(loaded.log.log_level, loaded.log.log_json)
+    for note in unknown_variables():
+        structlog.get_logger("studiovault").warning("unknown_setting", detail=note)
+    return loaded
+
+
+@asynccontextmanager
+async def resources(need_redis: bool = True) -> AsyncIterator[Resources]:
+    async with open_resources(settings(), need_redis=need_redis) as res:
+        yield res
+
+
+def run(coro: Callable[[], Awaitable[T]]) -> T:
+    settings()
+    return asyncio.run(coro())  # type: ignore[arg-type]

@@ -1,0 +1,28 @@
+"""The one configuration: `load_settings()` reads every `SV_` variable once, at process start-up."""
+
+from config.loading import ConfigError, load_settings, unknown_variables, variable
+from config.sections import (
+    BillingSettings,
+    DatabaseSettings,
+    IngressSettings,
+    LogSettings,
+    NotifySettings,
+    QueueSettings,
+    WorkerSettings,
+)
+from config.settings import Settings
+
+__all__ = [
+    "BillingSettings",
+    "ConfigError",
+    "DatabaseSettings",
+    "IngressSettings",
+    "LogSettings",
+    "NotifySettings",
+    "QueueSettings",
+    "Settings",
+    "WorkerSettings",
+    "load_settings",
+    "unknown_variables",
+    "variable",
+]

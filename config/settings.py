@@ -1,0 +1,63 @@
+"""The one settings object every process reads once, at start-up (`load_settings`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from config.sections import (
+    BillingSettings,
+    DatabaseSettings,
+    IngressSettings,
+    LogSettings,
+    NotifySettings,
+    QueueSettings,
+    Section,
+    WorkerSettings,
+)
+
+
+class Settings(BaseModel):
+    """All configuration, in sections; `SV_<FIELD>` sets a field of whichever section owns it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    billing: BillingSettings = Field(default_factory=BillingSettings)
+    ingress: IngressSettings = Field(default_factory=IngressSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    SECTIONS: ClassVar[dict[str, type[Section]]] = {
+        "database": DatabaseSettings, "queue": QueueSettings, "worker": WorkerSettings,
+        "billing": BillingSettings, "ingress": IngressSettings, "notify": NotifySettings, "log": LogSettings,
+    }
+
+    @classmethod
+    def section_of(cls, field: str) -> str:
+        """The section that owns `field` (KeyError when none does)."""
+        for name, section in cls.SECTIONS.items():
+            if field in section.model_fields:
+                return name
+        raise KeyError(field)
+
+    @classmethod
+    def from_fields(cls, values: Mapping[str, Any] | None = None, **fields: Any) -> Settings:
+        """Settings from flat field names (`max_jobs=10`), each routed to its section; for tests and tools."""
+        nested: dict[str, dict[str, Any]] = {}
+        for name, value in {**(values or {}), **fields}.items():
+            nested.setdefault(cls.section_of(name), {})[name] = value
+        return cls.model_validate(nested)
+
+    def replace(self, **fields: Any) -> Settings:
+        """A copy with some flat fields changed, validated again."""
+        sections: dict[str, Section] = {name: getattr(self, name) for name in self.SECTIONS}
+        for name in {self.section_of(field) for field in fields}:
+            current = sections[name]
+            updates = {k: v for k, v in fields.items() if k in type(current).model_fields}
+            sections[name] = type(current).model_validate({**dict(current), **updates})
+        return Settings.model_validate(sections)

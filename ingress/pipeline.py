@@ -1,0 +1,134 @@
+"""What every ingress endpoint shares: the request pipeline and its one error type.
+
+    deadline ─► read the body (size limit) ─► the source verifies, parses, publishes ─► 2xx
+                       └─ any refusal: `IngressError`, answered by the app's one exception handler
+
+A 2xx is sent only after the inbox write. Refusals are JSON `{"error": <code>, "detail": <text>, ...}`:
+4xx means "do not send this again as it is"; 503 (with `Retry-After`) means nothing was accepted and
+the sender should retry. The deadline (`SV_INGRESS_DEADLINE_S`, 4 s) answers 503 before a gateway's
+own timeout (Razorpay: 5 s) would make it count a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from config import IngressSettings
+from core.clock import utc_now
+from events.publish import Publisher
+from store import Database, DatabaseError
+
+log = structlog.get_logger("studiovault.ingress")
+
+
+class IngressError(Exception):
+    """A refusal, answered as `status` with `{"error": error, "detail": detail, **extra}`."""
+
+    def __init__(self, status: int, error: str, detail: str, *, retry_after: int | None = None,
+                 **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.retry_after, self.extra = status, error, detail, retry_after, extra
+
+
+async def answer_error(_: Request, exc: Exception) -> Response:
+    """The app's one handler for `IngressError` (registered in `ingress.app`)."""
+    if not isinstance(exc, IngressError):  # pragma: no cover - registered for IngressError only
+        raise exc
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return JSONResponse({"error": exc.error, "detail": exc.detail, **exc.extra}, exc.status, headers)
+
+
+@dataclass(frozen=True)
+class IngressDeps:
+    """What the ingress is given by the composition root: it opens nothing itself."""
+
+    db: Database
+    publisher: Publisher
+    # Readiness checks by name ("database", "redis"): each raises when its dependency is not usable.
+    checks: Mapping[str, Callable[[], Awaitable[object]]] = field(default_factory=dict)
+    clock: Callable[[], datetime] = utc_now
+
+
+@dataclass(frozen=True)
+class IngressContext:
+    """`request.app.state.ingress`: the settings and the dependencies every endpoint reads."""
+
+    config: IngressSettings
+    deps: IngressDeps
+
+    @property
+    def db(self) -> Database:
+        return self.deps.db
+
+    @property
+    def publisher(self) -> Publisher:
+        return self.deps.publisher
+
+    def now(self) -> datetime:
+        return self.deps.clock()
+
+
+def context(request: Request) -> IngressContext:
+    ctx: IngressContext = request.app.state.ingress
+    return ctx
+
+
+# An endpoint's own work, once the body is read: verify, parse, publish, answer.
+Accept = Callable[[Request, bytes, datetime, IngressContext], Awaitable[Response]]
+
+
+def endpoint(source: str, accept: Accept) -> Callable[[Request], Awaitable[Response]]:
+    """The route function for `source`: the deadline, the body limit, and errors turned into answers."""
+
+    async def handle(request: Request) -> Response:
+        ctx = context(request)
+        received_at = ctx.now()
+        try:
+            async with asyncio.timeout(ctx.config.ingress_deadline_s):
+                body = await read_body(request, ctx.config.max_body_bytes)
+                return await accept(request, body, received_at, ctx)
+        except IngressError as exc:
+            log.warning("webhook_refused", source=source, status=exc.status, error=exc.error, detail=exc.detail)
+            raise
+        except ValidationError as exc:
+            # Signed, but a field does not fit our models (e.g. an over-long event id): a 4xx, never a 500.
+            log.warning("webhook_refused", source=source, status=422, error="invalid_field", detail=str(exc))
+            raise IngressError(422, "invalid_field", validation_problems(exc)[:1000]) from exc
+        except DatabaseError as exc:
+            log.error("webhook_not_recorded", source=source, error=type(exc).__name__)  # noqa: TRY400 - no trace
+            raise IngressError(503, "unavailable", f"the inbox is unavailable ({type(exc).__name__}); retry",
+                               retry_after=ctx.config.ingress_retry_after_s) from exc
+        except TimeoutError as exc:
+            log.error("webhook_timeout", source=source)  # noqa: TRY400 - a deadline, no traceback to show
+            raise IngressError(503, "timeout", "could not record the event in time; retry",
+                               retry_after=ctx.config.ingress_retry_after_s) from exc
+
+    return handle
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise IngressError(413, "body_too_large", f"the body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise IngressError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """`field.path: message; ...` for a pydantic error."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())

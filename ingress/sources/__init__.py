@@ -1,0 +1,1 @@
+"""One module per source of events over HTTP, each exporting its Starlette `routes`."""

@@ -1,0 +1,68 @@
+"""The scheduled jobs, as arq crons around the producers. Each is idempotent: arq's unique crons can
+still run twice with several workers (arq #196).
+
+- `redrive` every `SV_REDRIVE_EVERY_MINUTES` (and at start-up): re-enqueue pending inbox rows;
+- `billing_close` hourly on UTC days 28-2: every zone's month end falls in them (UTC+14 to UTC-12),
+  plus a day's grace; one `BillingPeriodClosed` per org;
+- `invoice_due` daily at 03:30 UTC (09:00 IST): reminders, once per invoice and due date.
+
+arq re-runs a killed worker's jobs only after the LARGEST function timeout + 10 s, so every cron's
+timeout is at most `SV_JOB_TIMEOUT`; a run cut short resumes on the next tick (dedupe keys skip what
+was published).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, cast
+
+from arq import cron
+from arq.cron import CronJob
+
+from config import Settings
+from events.billing import BillingPeriodClosed
+from events.notifications import NotificationDue
+from producers.billing_close import publish_period_closes
+from producers.invoice_reminders import publish_invoice_due
+from producers.redrive import redrive
+from workers.deps import JobContext
+
+
+async def redrive_cron(ctx: dict[Any, Any]) -> int:
+    deps = cast(JobContext, ctx)["deps"]
+    _, enqueued = await redrive(deps.db, deps.queue, deps.clock(),
+                                timedelta(seconds=deps.settings.worker.redrive_grace))
+    return enqueued
+
+
+async def billing_close_cron(ctx: dict[Any, Any]) -> int:
+    """A worker whose routing table cannot apply billing events (a test's own router) publishes none."""
+    deps = cast(JobContext, ctx)["deps"]
+    if BillingPeriodClosed not in deps.router.handlers or not deps.settings.billing.billing_cron_enabled:
+        return 0
+    result = await publish_period_closes(deps.db, deps.publisher, deps.clock(), settings=deps.settings.billing)
+    return result.published
+
+
+async def invoice_due_cron(ctx: dict[Any, Any]) -> int:
+    """A worker whose routing table cannot apply notifications (a test's own router) publishes none."""
+    deps = cast(JobContext, ctx)["deps"]
+    if NotificationDue not in deps.router.handlers:
+        return 0
+    _, published = await publish_invoice_due(deps.db, deps.publisher, deps.clock())
+    return published
+
+
+def cron_jobs(settings: Settings) -> list[CronJob]:
+    """The worker's scheduled jobs: always the re-drive; the rest unless `SV_SCHEDULED_JOBS=false`."""
+    timeout = settings.worker.job_timeout
+    every = settings.worker.redrive_every_minutes
+    jobs = [cron(redrive_cron, minute=set(range(0, 60, every)), run_at_startup=True, unique=True,
+                 timeout=timeout)]
+    if settings.worker.scheduled_jobs:
+        jobs += [
+            cron(billing_close_cron, name="billing_close", day={28, 29, 30, 31, 1, 2},
+                 minute={settings.billing.billing_cron_minute}, unique=True, timeout=timeout),
+            cron(invoice_due_cron, name="invoice_due", hour={3}, minute={30}, unique=True),  # job_timeout applies
+        ]
+    return jobs
