@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import httpx
 
-from providers.http import json_body, retry_after, transport_error
+from providers.http import HttpSender, json_body, retry_after
 from providers.port import Channel, OutboundMessage, SendRejected, SendResult, SendRetryable
 
 QUOTA_ERRORS = {"daily_quota_exceeded", "monthly_quota_exceeded"}
 
 
-class EmailSender:
+class EmailSender(HttpSender):
     channel: Channel = "email"
 
     def __init__(self, http: httpx.AsyncClient, base_url: str, api_key: str, sender: str,
                  timeout_s: float = 8.0) -> None:
-        self.http = http
-        self.url = f"{base_url.rstrip('/')}/emails"
+        super().__init__(http, f"{base_url.rstrip('/')}/emails", timeout_s)
         self.api_key = api_key
         self.sender = sender
-        self.timeout = httpx.Timeout(timeout_s)
 
     def body(self, message: OutboundMessage) -> dict[str, object]:
         return {
@@ -36,14 +34,8 @@ class EmailSender:
         }
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        try:
-            response = await self.http.post(
-                self.url, json=self.body(message), timeout=self.timeout,
-                headers={"Authorization": f"Bearer {self.api_key}", "Idempotency-Key": message.idempotency_key},
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(self.channel, exc) from exc
-        return classify(response)
+        headers = {"Authorization": f"Bearer {self.api_key}", "Idempotency-Key": message.idempotency_key}
+        return classify(await self.post(self.body(message), headers))
 
 
 def classify(response: httpx.Response) -> SendResult:

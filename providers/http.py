@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import httpx
 
 from providers.port import Channel, SendRetryable
@@ -15,6 +17,24 @@ def retry_after(response: httpx.Response) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+class HttpSender:
+    """What the HTTP senders share: one shared client, their endpoint, a per-request time limit."""
+
+    channel: Channel
+
+    def __init__(self, http: httpx.AsyncClient, url: str, timeout_s: float) -> None:
+        self.http = http
+        self.url = url
+        self.timeout = httpx.Timeout(timeout_s)
+
+    async def post(self, body: Mapping[str, object], headers: Mapping[str, str]) -> httpx.Response:
+        """ONE request; network trouble becomes `SendRetryable`, any answer is returned for classifying."""
+        try:
+            return await self.http.post(self.url, json=body, timeout=self.timeout, headers=dict(headers))
+        except httpx.HTTPError as exc:
+            raise transport_error(self.channel, exc) from exc
 
 
 def transport_error(channel: Channel, exc: httpx.HTTPError) -> SendRetryable:

@@ -12,23 +12,21 @@ from collections.abc import Mapping
 
 import httpx
 
-from providers.http import json_body, retry_after, transport_error
+from providers.http import HttpSender, json_body, retry_after
 from providers.port import Channel, OutboundMessage, SendRejected, SendResult, SendRetryable
 
 DUPLICATE_DISCARDED = "311"  # "same request was generated twice within 10 seconds": the first was accepted
 RETRY_CODES = {"306"}  # route unavailable in this time window
 
 
-class Msg91Sender:
+class Msg91Sender(HttpSender):
     channel: Channel = "sms"
 
     def __init__(self, http: httpx.AsyncClient, base_url: str, authkey: str, template_ids: Mapping[str, str],
                  timeout_s: float = 8.0) -> None:
-        self.http = http
-        self.url = f"{base_url.rstrip('/')}/api/v5/flow"
+        super().__init__(http, f"{base_url.rstrip('/')}/api/v5/flow", timeout_s)
         self.authkey = authkey
         self.template_ids = dict(template_ids)
-        self.timeout = httpx.Timeout(timeout_s)
 
     def body(self, message: OutboundMessage) -> dict[str, object]:
         template_id = self.template_ids.get(message.kind)
@@ -39,15 +37,7 @@ class Msg91Sender:
         return {"template_id": template_id, "short_url": "0", "realTimeResponse": "1", "recipients": [recipient]}
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        body = self.body(message)
-        try:
-            response = await self.http.post(
-                self.url, json=body, timeout=self.timeout,
-                headers={"authkey": self.authkey, "accept": "application/json"},
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(self.channel, exc) from exc
-        return classify(response)
+        return classify(await self.post(self.body(message), {"authkey": self.authkey, "accept": "application/json"}))
 
 
 def classify(response: httpx.Response) -> SendResult:

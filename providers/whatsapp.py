@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import httpx
 
-from providers.http import json_body, retry_after, transport_error
+from providers.http import HttpSender, json_body, retry_after
 from providers.port import Channel, OutboundMessage, SendRejected, SendResult, SendRetryable
 
 # code -> minimum seconds before a retry (used when no Retry-After header came with it).
@@ -28,16 +28,14 @@ RETRY_CODES: dict[int, float] = {
 }
 
 
-class WhatsAppSender:
+class WhatsAppSender(HttpSender):
     channel: Channel = "whatsapp"
 
     def __init__(self, http: httpx.AsyncClient, base_url: str, version: str, phone_number_id: str, token: str,
                  *, language: str = "en", timeout_s: float = 8.0) -> None:
-        self.http = http
-        self.url = f"{base_url.rstrip('/')}/{version}/{phone_number_id}/messages"
+        super().__init__(http, f"{base_url.rstrip('/')}/{version}/{phone_number_id}/messages", timeout_s)
         self.token = token
         self.language = language
-        self.timeout = httpx.Timeout(timeout_s)
 
     def body(self, message: OutboundMessage) -> dict[str, object]:
         template: dict[str, object] = {"name": message.kind, "language": {"code": self.language}}
@@ -51,14 +49,7 @@ class WhatsAppSender:
         }
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        try:
-            response = await self.http.post(
-                self.url, json=self.body(message), timeout=self.timeout,
-                headers={"Authorization": f"Bearer {self.token}"},
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(self.channel, exc) from exc
-        return classify(response)
+        return classify(await self.post(self.body(message), {"Authorization": f"Bearer {self.token}"}))
 
 
 def classify(response: httpx.Response) -> SendResult:
