@@ -1,5 +1,5 @@
 """The period-close producer: which org closes which month when (clock injected), its dedupe, the cron
-through a real worker, and `studiovault billing close`."""
+through a real worker (the CLI command: tests/process/test_cli_billing.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,8 @@ from events.billing import BillingPeriodClosed
 from events.ids import new_id
 from producers.billing_close import close_envelope, publish_period_closes
 from store import Database, Statement
-from store.sqlite import SqliteDatabase
 from tests.support.factories import make_tenant
 from tests.support.pipeline import Pipeline
-from tests.support.processes import cli, pipeline_env
 from workers.crons import billing_close_cron, cron_jobs
 
 
@@ -127,18 +125,3 @@ async def test_a_worker_that_cannot_apply_billing_events_publishes_none(pipeline
     assert BillingPeriodClosed not in worker.ctx["deps"].router.handlers
     assert await billing_close_cron(worker.ctx) == 0
     assert await inbox_keys(pipeline.db) == []
-
-
-@pytest.mark.slow
-async def test_cli_closes_a_past_period_and_refuses_others(sqlite_db: SqliteDatabase, redis_url: str) -> None:
-    org = await make_org(sqlite_db)
-    env = pipeline_env(f"sqlite:///{sqlite_db.path}", redis_url)
-    done = cli(env, "billing", "close", "--period", "2026-10")
-    assert done.returncode == 0, done.stderr
-    assert "published 1 closes" in done.stdout
-    assert await inbox_keys(sqlite_db) == [f"billing:{org}:2026-10"]
-    rerun = cli(env, "billing", "close", "--period", "2026-10")
-    assert "published 0 closes, 1 already published" in rerun.stdout
-    for bad in ("2026-13", "2099-01"):
-        refused = cli(env, "billing", "close", "--period", bad)
-        assert refused.returncode == 2, refused.stdout

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from bootstrap.senders import build_senders
 
+from bootstrap.senders import build_senders
 from providers.email import EmailSender
 from providers.email import classify as classify_email
 from providers.port import OutboundMessage, SendRejected, SendResult, SendRetryable
