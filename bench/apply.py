@@ -32,7 +32,7 @@ def require_payments() -> None:
     try:
         import handlers.payments  # noqa: F401, PLC0415
     except ImportError as exc:
-        raise NotAvailable(f"the payment handlers (issue 4) are not importable: {exc}") from exc
+        raise NotAvailable(f"the payment handlers are not importable: {exc}") from exc
 
 
 @dataclass(frozen=True)

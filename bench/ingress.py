@@ -40,7 +40,7 @@ def _require_ingress() -> None:
     try:
         from ingress.app import create_app  # noqa: F401, PLC0415
     except ImportError as exc:
-        raise NotAvailable(f"the ingress (issue 4, ingress/app.py) is not importable: {exc}") from exc
+        raise NotAvailable(f"the ingress (ingress/app.py) is not importable: {exc}") from exc
 
 
 async def _template(run: Run, invoices: int) -> Path:

@@ -1,4 +1,4 @@
--- Pipeline-owned: the ledger of gateway objects the payment handlers have recorded (issue 4).
+-- Pipeline-owned: the ledger of gateway objects the payment handlers have recorded.
 -- One row per (gateway, object, kind), written in the same batch as its `transactions` row: a second
 -- recording of the same refund, capture or dispute outcome fails the primary key and the whole batch.
 -- It also answers "which invoice is this payment for?" for events that do not name the invoice

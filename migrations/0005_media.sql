@@ -1,4 +1,4 @@
--- Pipeline-owned: the last R2 notification applied for each object key (issue 5, media uploads).
+-- Pipeline-owned: the last R2 notification applied for each object key (media uploads).
 -- R2 delivers object-create/-delete notifications at least once and out of order; this row is what
 -- makes duplicates and reordering converge. An incoming notification is applied only when its stamp
 -- (event_time, then delete-after-create, then eTag) is newer than the stored one; a delete that

@@ -1,4 +1,4 @@
--- Pipeline-owned: one row per (notification, channel) send attempt (issue 6, notification dispatch).
+-- Pipeline-owned: one row per (notification, channel) send attempt (notification dispatch).
 -- The handler commits a 'sending' claim in its own small batch BEFORE calling the provider; the unit of
 -- work's batch (with the `notifications` row and the inbox update) then records 'sent'. A retry that
 -- finds 'sent' or 'unknown' never sends again; one that finds 'sending' (a crash between the request and

@@ -1,4 +1,4 @@
--- Pipeline-owned: overage billing (issue 7). The seed's tables are not changed; these three tables
+-- Pipeline-owned: overage billing. The seed's tables are not changed; these three tables
 -- make billing exactly-once and invoice numbers gapless, enforced by the database.
 
 -- One row per (org, calendar month in the org's time zone) once it is billed. The primary key is the
