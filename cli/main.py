@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from typing import Annotated
+
 import typer
 
 from cli import billing, operate, serve, storage
 
-app = typer.Typer(help="StudioVault event pipeline: workers, ingress and operator tools.", no_args_is_help=True)
+# Uncaught exceptions reach the logging set-up (a JSON line in JSON mode), not a rich traceback box.
+app = typer.Typer(help="StudioVault event pipeline: workers, ingress and operator tools.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+
+def _version(show: bool) -> None:
+    if show:
+        try:
+            number = package_version("studiovault-pipeline")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown (not installed)"
+        typer.echo(f"studiovault {number}")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """StudioVault event pipeline: workers, ingress and operator tools."""
+
+
 app.command()(operate.migrate)
 app.command()(operate.status)
 app.command()(operate.redrive)

@@ -15,10 +15,13 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.errors import DatabaseError
+from store.errors import DatabaseError, QueryError
 from store.port import Database, Statement
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# In an installed package (pip install ., the image) the migrations ship inside it as store/migrations;
+# in a source checkout they are the repository's migrations/ (the folder wrangler applies).
+_CANDIDATES = (Path(__file__).resolve().parent / "migrations", Path(__file__).resolve().parent.parent / "migrations")
+MIGRATIONS_DIR = next((path for path in _CANDIDATES if path.is_dir()), _CANDIDATES[-1])
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS d1_migrations(
@@ -37,6 +40,8 @@ class MigrationState:
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
     """The migration files in the order they apply; a misnamed `.sql` file is an error, not skipped."""
     files = sorted(directory.glob("*.sql"))
+    if not files:
+        raise FileNotFoundError(f"no migration files in {directory}: the installation is incomplete")
     bad = [f.name for f in files if not _NAME.match(f.name)]
     if bad:
         raise ValueError(f"migration files must be named NNNN_snake_name.sql: {', '.join(bad)}")
@@ -68,9 +73,13 @@ def _strip_comments(sql: str) -> str:
 
 
 async def state(db: Database, directory: Path = MIGRATIONS_DIR) -> MigrationState:
-    """Which migration files are applied and which are pending."""
-    await db.batch([Statement(CREATE_MIGRATIONS_TABLE)])
-    rows = await db.query("SELECT name FROM d1_migrations ORDER BY id")
+    """Which migration files are applied and which are pending (a read: it creates nothing)."""
+    try:
+        rows = await db.query("SELECT name FROM d1_migrations ORDER BY id")
+    except QueryError as exc:
+        if "no such table" not in str(exc):
+            raise
+        rows = []  # a database nothing was ever applied to
     applied = [str(row["name"]) for row in rows]
     pending = [f.name for f in migration_files(directory) if f.name not in set(applied)]
     return MigrationState(applied=applied, pending=pending)
@@ -79,6 +88,7 @@ async def state(db: Database, directory: Path = MIGRATIONS_DIR) -> MigrationStat
 async def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply every pending migration; return the names applied by this call."""
     done: list[str] = []
+    await db.batch([Statement(CREATE_MIGRATIONS_TABLE)])
     current = await state(db, directory)
     for name in current.pending:
         statements = [Statement(s) for s in split_statements((directory / name).read_text())]
