@@ -45,3 +45,34 @@ def test_secrets_and_raw_bodies_are_redacted(json_logging: io.StringIO) -> None:
     assert line["keep"] == "me"
     assert "sk_live_123" not in out
     assert "4111" not in out
+
+
+def test_standard_library_logs_and_tracebacks_are_json_lines_too(json_logging: io.StringIO) -> None:
+    import logging  # noqa: PLC0415
+
+    logging.getLogger("uvicorn.error").warning("Started server process [%d]", 42)
+    logging.getLogger("arq.worker").warning("job expired")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("asyncio").exception("Task exception was never retrieved")
+        structlog.get_logger("test").exception("handler_crashed")
+    lines = [json.loads(line) for line in json_logging.getvalue().strip().splitlines()]  # each line is JSON
+    by_event = {line["event"]: line for line in lines}
+    assert by_event["Started server process [42]"]["logger"] == "uvicorn.error"
+    assert by_event["Started server process [42]"]["level"] == "warning"
+    assert by_event["job expired"]["logger"] == "arq.worker"
+    for name in ("Task exception was never retrieved", "handler_crashed"):
+        (frame,) = by_event[name]["exception"]
+        assert frame["exc_type"] == "ValueError"
+        assert frame["exc_value"] == "boom"
+
+
+def test_arq_per_job_info_lines_are_left_out(json_logging: io.StringIO) -> None:
+    import logging  # noqa: PLC0415
+
+    logging.getLogger("arq.worker").info("  0.01s → apply_event()")
+    logging.getLogger("arq.connections").info("redis_version=7.0.15")
+    out = json_logging.getvalue()
+    assert "apply_event()" not in out
+    assert "redis_version" in out
