@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import structlog
 from starlette.applications import Starlette
 
-from bootstrap.resources import open_resources
+from bootstrap.resources import open_resources, require_migrated
 from config import Settings
 from core.redact import redact_url
 from ingress.app import create_app
@@ -22,7 +22,7 @@ def build_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def open_deps() -> AsyncIterator[IngressDeps]:
-        async with open_resources(settings) as res:
+        async with open_resources(settings, need_schema=False) as res:  # not ready until migrated
             redis = res.redis
             if redis is None:  # pragma: no cover - open_resources opens Redis unless told not to
                 raise RuntimeError("the ingress needs Redis")
@@ -30,11 +30,15 @@ def build_app(settings: Settings) -> Starlette:
             async def database() -> object:
                 return await res.db.query("SELECT 1 AS ok")
 
+            async def migrations() -> None:
+                await require_migrated(res.db, settings)
+
             async def ping_redis() -> object:
                 return await redis.ping()
 
             log.info("ingress_started", database=redact_url(settings.database.database_url),
                      queue=settings.queue.queue_name)
-            yield IngressDeps(db=res.db, publisher=res.publisher, checks={"database": database, "redis": ping_redis})
+            checks = {"database": database, "migrations": migrations, "redis": ping_redis}
+            yield IngressDeps(db=res.db, publisher=res.publisher, checks=checks)
 
     return create_app(settings.ingress, open_deps)

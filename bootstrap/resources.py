@@ -7,16 +7,38 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
 
 from bootstrap.database import open_database
 from config import Settings
+from core.redact import redact_url
 from events.publish import Publisher
 from jobqueue.arq_redis import ArqQueue, connect
 from store import Database
+from store.migrate import state
+
+
+class Unavailable(Exception):
+    """Something the process needs cannot be used; `str()` is the line an operator reads, with what to do."""
 
 
 async def open_redis(settings: Settings) -> ArqRedis:
-    return await connect(settings.queue.redis_url, settings.queue.queue_name)
+    """The queue's Redis, or `Unavailable` within the connect timeout."""
+    q = settings.queue
+    try:
+        return await connect(q.redis_url, q.queue_name, connect_timeout_s=q.redis_connect_timeout_s,
+                             command_timeout_s=q.redis_command_timeout_s)
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise Unavailable(f"Redis at {redact_url(q.redis_url)} is unreachable ({type(exc).__name__}: {exc}). "
+                          "Start it, or point SV_REDIS_URL at yours.") from exc
+
+
+async def require_migrated(db: Database, settings: Settings) -> None:
+    """`Unavailable` unless every migration is applied (reading the state is one query)."""
+    pending = (await state(db)).pending
+    if pending:
+        raise Unavailable(f"the database at {redact_url(settings.database.database_url)} has {len(pending)} pending "
+                          f"migration(s) ({pending[0]} first): run `studiovault migrate`.")
 
 
 @dataclass(frozen=True)
@@ -34,11 +56,15 @@ class Resources:
 
 
 @asynccontextmanager
-async def open_resources(settings: Settings, *, need_redis: bool = True) -> AsyncIterator[Resources]:
-    """The database and (unless not needed) Redis; both closed on the way out, in reverse order."""
+async def open_resources(settings: Settings, *, need_redis: bool = True,
+                         need_schema: bool = True) -> AsyncIterator[Resources]:
+    """The database (migrated, unless `need_schema=False`) and Redis (unless not needed); all closed on
+    the way out, in reverse order, also when opening fails half-way."""
     async with AsyncExitStack() as stack:
         db = await open_database(settings.database)
         stack.push_async_callback(db.close)
+        if need_schema:
+            await require_migrated(db, settings)
         redis = queue = None
         if need_redis:
             redis = await open_redis(settings)

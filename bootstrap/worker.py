@@ -14,24 +14,18 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from bootstrap.database import open_database
+from bootstrap.resources import require_migrated
 from bootstrap.senders import http_client, notify_services
 from config import Settings
 from core.clock import utc_now
-from core.redact import redact_url
 from events.publish import Publisher
 from handlers.base import Router, Services
 from handlers.routes import ROUTER
 from jobqueue.arq_redis import ArqQueue
-from store import Database
-from store.migrate import state
 from workers import runtime
 from workers.deps import Deps
 from workers.failpoints import Failpoints
 from workers.policy import Backoff
-
-
-class PendingMigrations(RuntimeError):
-    pass
 
 
 def load_router(path: str) -> Router:
@@ -41,13 +35,6 @@ def load_router(path: str) -> Router:
     if not isinstance(router, Router):
         raise TypeError(f"{path} is not a handlers.base.Router")
     return router
-
-
-async def require_migrated(db: Database, settings: Settings) -> None:
-    pending = (await state(db)).pending
-    if pending:
-        raise PendingMigrations(f"the database at {redact_url(settings.database.database_url)} has pending "
-                                f"migrations {pending}: run `studiovault migrate`")
 
 
 async def build_deps(settings: Settings, redis: ArqRedis, router: Router = ROUTER,

@@ -8,15 +8,18 @@ import functools
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import structlog
 import typer
+from redis.exceptions import RedisError
 from rich.console import Console
 
 from bootstrap.logging import configure_logging
-from bootstrap.resources import Resources, open_resources
+from bootstrap.resources import Resources, Unavailable, open_resources
 from config import ConfigError, Settings, load_settings, unknown_variables
+from core.redact import redact_url
+from store import DatabaseError
 
 console = Console()
 T = TypeVar("T")
@@ -37,11 +40,25 @@ def settings() -> Settings:
 
 
 @asynccontextmanager
-async def resources(need_redis: bool = True) -> AsyncIterator[Resources]:
-    async with open_resources(settings(), need_redis=need_redis) as res:
+async def resources(need_redis: bool = True, need_schema: bool = True) -> AsyncIterator[Resources]:
+    async with open_resources(settings(), need_redis=need_redis, need_schema=need_schema) as res:
         yield res
 
 
 def run(coro: Callable[[], Awaitable[T]]) -> T:
-    settings()
-    return asyncio.run(coro())  # type: ignore[arg-type]
+    """Run a command's coroutine; what an operator can fix is one line on stderr and exit code 1."""
+    config = settings()
+    try:
+        return asyncio.run(coro())  # type: ignore[arg-type]
+    except Unavailable as exc:
+        fail(str(exc))
+    except DatabaseError as exc:
+        fail(f"the database at {redact_url(config.database.database_url)} failed: {type(exc).__name__}: {exc}")
+    except (RedisError, OSError) as exc:
+        fail(f"Redis at {redact_url(config.queue.redis_url)} failed mid-command ({type(exc).__name__}: {exc}); "
+             "try again once it is back.")
+
+
+def fail(message: str) -> NoReturn:
+    sys.stderr.write(f"studiovault: {message}\n")
+    raise typer.Exit(1)

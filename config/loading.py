@@ -82,13 +82,11 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
                 problems.append(f"{_shown(var, value, info)}: expected {_form(info)}")
                 continue
         nested.setdefault(section, {})[name] = value
-    if problems:
-        raise ConfigError(problems)
     try:
         settings = Settings.model_validate(nested)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, raw)) from None
-    problems = cross_checks(settings)
+        raise ConfigError(problems + _explain(exc, raw)) from None
+    problems += cross_checks(settings)
     if problems:
         raise ConfigError(problems)
     return settings

@@ -45,6 +45,9 @@ class QueueSettings(Section):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue_name: str = Field("studiovault:events", min_length=1)
+    # Every Redis call is bounded: connecting, and each command (arq's polls are not blocking calls).
+    redis_connect_timeout_s: float = Field(2.0, gt=0)
+    redis_command_timeout_s: float = Field(5.0, gt=0)
 
     @field_validator("redis_url")
     @classmethod

@@ -80,7 +80,7 @@ async def get(db: Database, event_id: str) -> dict[str, Any] | None:
 
 
 async def by_dedupe_key(db: Database, dedupe_key: str) -> dict[str, Any] | None:
-    rows = await db.query("SELECT id, status FROM event_inbox WHERE dedupe_key = ?", (dedupe_key,))
+    rows = await db.query("SELECT id, status, payload_json FROM event_inbox WHERE dedupe_key = ?", (dedupe_key,))
     return rows[0] if rows else None
 
 

@@ -46,10 +46,13 @@ class Publisher:
             first_status = str(existing["status"]) if existing else "unknown"
             log.info("publish_duplicate", event_id=first_id, dedupe_key=envelope.dedupe_key, type=envelope.type,
                      org_id=envelope.org_id, branch_id=envelope.branch_id)
-            # The same envelope again (a producer's retry, or our own write retried after a lost answer):
-            # make sure it is queued. arq refuses a job id it holds, and the inbox guard applies it once.
-            again = first_id == envelope.event_id and first_status == "pending" and status == "pending"
-            return Published(first_id, True, first_status, await self.enqueue(envelope) if again else False)
+            # A redelivery (a gateway's retry carries a new envelope with the same dedupe key) or the same
+            # envelope again while the first is still pending: its enqueue may have been lost, so make sure
+            # the FIRST event is queued. arq refuses a job id it holds; the inbox guard applies it once.
+            enqueued = False
+            if existing is not None and first_status == "pending" and status == "pending":
+                enqueued = await self.enqueue(Envelope.model_validate_json(str(existing["payload_json"])))
+            return Published(first_id, True, first_status, enqueued)
         enqueued = False
         if status == "pending":
             enqueued = await self.enqueue(envelope)

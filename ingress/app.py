@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -19,6 +20,8 @@ from starlette.routing import BaseRoute, Route
 from config import IngressSettings
 from ingress.pipeline import IngressContext, IngressDeps, IngressError, answer_error, context
 from ingress.sources import r2, razorpay, stripe
+
+log = structlog.get_logger("studiovault.ingress")
 
 
 async def healthz(_: Request) -> JSONResponse:
@@ -35,6 +38,7 @@ async def readyz(request: Request) -> JSONResponse:
             results[name] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by type
             results[name] = f"unavailable: {type(exc).__name__}"
+            log.warning("not_ready", check=name, error=str(exc)[:300])
     ready = bool(results) and all(value == "ok" for value in results.values())
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": results},
                         status_code=200 if ready else 503)

@@ -236,3 +236,23 @@ async def test_republishing_an_envelope_whose_enqueue_was_lost_queues_it_again(
     await pipeline.start_worker()
     await pipeline.settle()
     assert await total_spend(pipeline, t.client_id) == 4
+
+
+async def test_a_redelivery_with_a_new_envelope_queues_the_first_event_whose_enqueue_was_lost(
+    pipeline: Pipeline, redis: aioredis.Redis
+) -> None:
+    """A gateway's retry is a new envelope (new event id) with the same dedupe key: it makes sure the FIRST
+    event is queued at once, without waiting for the re-drive."""
+    t = await make_tenant(pipeline.db)
+    first = await spend(pipeline, t.client_id, 5, "gateway:event:evt_redelivered")
+    await redis.flushall()  # the first enqueue is lost
+    redelivery = envelope_for(SpendRecorded(client_id=t.client_id, amount=5), org_id=t.org_id,
+                              branch_id=t.branch_id, dedupe_key="gateway:event:evt_redelivered")
+    assert redelivery.event_id != first
+    again = await pipeline.publisher.publish(redelivery)
+    assert (again.duplicate, again.event_id, again.enqueued) == (True, first, True)
+    assert await redis.zscore(pipeline.settings.queue.queue_name, first) is not None  # queued, by its own id
+    assert await pipeline.inbox_status(redelivery.event_id) is None  # the redelivery itself is not recorded
+    await pipeline.start_worker()
+    await pipeline.settle()
+    assert await total_spend(pipeline, t.client_id) == 5

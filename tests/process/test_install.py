@@ -32,8 +32,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def studiovault(site: Path, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SV_")}
+    env = {**clean, "PYTHONPATH": str(site), "SV_LOG_JSON": "false", "COLUMNS": "300", **env}
     return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, capture_output=True, text=True, timeout=60,
-                          check=False, env={**clean, "PYTHONPATH": str(site), "SV_LOG_JSON": "false", "COLUMNS": "300", **env})
+                          check=False, env=env)
 
 
 def test_the_installed_package_ships_its_migrations_and_migrate_applies_them(installed: Path,

@@ -53,7 +53,7 @@ def test_standard_library_logs_and_tracebacks_are_json_lines_too(json_logging: i
     logging.getLogger("uvicorn.error").warning("Started server process [%d]", 42)
     logging.getLogger("arq.worker").warning("job expired")
     try:
-        raise ValueError("boom")
+        int("boom")
     except ValueError:
         logging.getLogger("asyncio").exception("Task exception was never retrieved")
         structlog.get_logger("test").exception("handler_crashed")
@@ -65,7 +65,7 @@ def test_standard_library_logs_and_tracebacks_are_json_lines_too(json_logging: i
     for name in ("Task exception was never retrieved", "handler_crashed"):
         (frame,) = by_event[name]["exception"]
         assert frame["exc_type"] == "ValueError"
-        assert frame["exc_value"] == "boom"
+        assert "boom" in frame["exc_value"]
 
 
 def test_arq_per_job_info_lines_are_left_out(json_logging: io.StringIO) -> None:
