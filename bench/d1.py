@@ -47,7 +47,7 @@ async def _measure(run: Run, url: str, token: str) -> None:
     from bootstrap.worker import worker_settings  # noqa: PLC0415
     from config import Settings  # noqa: PLC0415
     from store.d1 import D1BridgeDatabase  # noqa: PLC0415
-    from workers.runtime import PipelineWorker, stop_worker  # noqa: PLC0415
+    from workers.lifecycle import PipelineWorker, stop_worker  # noqa: PLC0415
 
     n, queue = run.sizes.d1_events, "bench:apply:d1"
     db = D1BridgeDatabase(url, token)

@@ -5,16 +5,20 @@ The routing table is the production one, imported statically; tests may name the
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import itertools
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import datetime
 from typing import Any
 
+import structlog
 from arq.connections import ArqRedis
 
 from bootstrap.database import open_database
-from bootstrap.resources import require_migrated
+from bootstrap.resources import Unavailable, open_redis, require_migrated
 from bootstrap.senders import http_client, notify_services
 from config import Settings
 from core.clock import utc_now
@@ -25,7 +29,11 @@ from jobqueue.arq_redis import ArqQueue
 from workers import runtime
 from workers.deps import Deps
 from workers.failpoints import Failpoints
+from workers.heartbeat import Heartbeat
+from workers.lifecycle import RETRY_S, PipelineWorker
 from workers.policy import Backoff
+
+log = structlog.get_logger("studiovault.worker")
 
 
 def load_router(path: str) -> Router:
@@ -61,6 +69,32 @@ async def build_deps(settings: Settings, redis: ArqRedis, router: Router = ROUTE
 
 async def close_deps(deps: Deps) -> None:
     await deps.close()
+
+
+async def open_worker(settings: Settings, router: Router = ROUTER, customize: Callable[[Deps], Deps] | None = None,
+                      **overrides: Any) -> PipelineWorker:
+    """A worker on a bounded Redis pool, with its heartbeat. A worker started before its Redis (or during
+    an outage) waits for it, as a running one does: logged once, retried every 2 s at most."""
+    pool = await _wait_for_redis(settings)
+    kwargs = {**worker_settings(settings, router, customize), "redis_pool": pool, **overrides}
+    return PipelineWorker(**kwargs, heartbeat=Heartbeat(settings.worker.heartbeat_file))
+
+
+async def _wait_for_redis(settings: Settings) -> ArqRedis:
+    waited: float | None = None
+    for attempt in itertools.count():
+        try:
+            pool = await open_redis(settings)
+        except Unavailable as exc:
+            if waited is None:
+                waited = time.monotonic()
+                log.error("redis_unavailable", error=str(exc), at="start-up")  # noqa: TRY400 - no traceback
+            await asyncio.sleep(RETRY_S[min(attempt, len(RETRY_S) - 1)])
+            continue
+        if waited is not None:
+            log.info("redis_recovered", outage_s=round(time.monotonic() - waited, 1), at="start-up")
+        return pool
+    raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
 
 
 def worker_settings(settings: Settings, router: Router = ROUTER,

@@ -158,7 +158,7 @@ def _form(info: FieldInfo) -> str:
     return _FORMS.get(annotation, str(annotation))
 
 
-_FORMS: dict[object, str] = {bool: "true or false", int: "a whole number", float: "a number",
+_FORMS: dict[object, str] = {bool: "true or false", int: "a whole number", float: "a number", Path: "a file path",
                              SecretStr: "a non-empty secret", str: "a text value"}
 
 

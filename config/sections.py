@@ -6,6 +6,8 @@ defaults are the measured, shipped ones (README, Settings).
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -72,10 +74,16 @@ class WorkerSettings(Section):
     max_conflict_retries: int = Field(200, ge=1)  # version conflicts are contention, not failure
     backoff_base: float = Field(1.0, gt=0)  # seconds; doubles per attempt, with jitter
     backoff_cap: float = Field(900.0, gt=0)
+    # A provider's "not now" (429, 5xx, timeout) is retried past max_attempts until the event is this old.
+    provider_retry_window_s: float = Field(24 * 3600.0, gt=0)
     redrive_grace: float = Field(60.0, ge=0)  # pending this long without being applied → re-enqueue
     redrive_every_minutes: int = Field(1, ge=1, le=30)
     # false: no scheduled jobs but the re-drive (for tests and workers dedicated to events).
     scheduled_jobs: bool = True
+    # Touched after each successful poll of Redis; `studiovault worker --check` fails when it is older
+    # than heartbeat_max_age_s. One file per worker: give each worker on one host its own.
+    heartbeat_file: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "studiovault-worker.heartbeat")
+    heartbeat_max_age_s: float = Field(30.0, gt=0)
     # Crash testing only: comma-separated failpoints (before_batch, after_batch, after_send) at which
     # the worker SIGKILLs itself. Never set in production.
     failpoints: str = ""

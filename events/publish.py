@@ -7,6 +7,7 @@ with the same dedupe key is acknowledged as a duplicate and not enqueued again.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,9 @@ from jobqueue import Queue
 from store import Database
 
 log = structlog.get_logger("studiovault.publish")
+# The event is durable once in the inbox: a slow or frozen Redis must not hold the producer's answer
+# (a gateway's 5 s timeout) hostage. Past this the enqueue is left to the re-drive.
+ENQUEUE_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,8 @@ class Publisher:
         """Enqueue an envelope already in the inbox. A queue failure is logged, not raised: the row is
         durable and the re-drive sweeper will enqueue it."""
         try:
-            return await self.queue.enqueue(envelope.model_dump_json(), envelope.event_id, envelope.available_at)
+            async with asyncio.timeout(ENQUEUE_TIMEOUT_S):
+                return await self.queue.enqueue(envelope.model_dump_json(), envelope.event_id, envelope.available_at)
         except Exception as exc:  # noqa: BLE001 - any queue failure is repaired by the re-drive
             log.warning("enqueue_failed_redrive_will_retry", event_id=envelope.event_id, error=repr(exc))
             return False

@@ -20,7 +20,7 @@ from tests.integration.test_pipeline import spend, total_spend
 from tests.support.factories import make_tenant
 from tests.support.pipeline import Pipeline
 from tests.support.processes import json_logs, pipeline_env, worker_process
-from workers.runtime import PipelineWorker, stop_worker
+from workers.lifecycle import PipelineWorker, stop_worker
 
 
 async def _in_progress(pipeline: Pipeline, event_id: str) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from starlette.applications import Starlette
 
-from bootstrap.worker import load_router, worker_settings
+from bootstrap.worker import load_router, open_worker
 from config import Settings
 from events.publish import Publisher
 from ingress.app import create_app
@@ -21,7 +21,7 @@ from ingress.pipeline import IngressDeps
 from jobqueue.arq_redis import ArqQueue, connect
 from store import Database
 from workers.deps import Deps
-from workers.runtime import PipelineWorker, stop_worker
+from workers.lifecycle import PipelineWorker, stop_worker
 
 SAMPLE_ROUTER = "tests.support.sample_events:ROUTER"
 
@@ -55,9 +55,8 @@ class Pipeline:
     async def start_worker(
         self, router_path: str = SAMPLE_ROUTER, customize: Callable[[Deps], Deps] | None = None, **overrides: Any
     ) -> PipelineWorker:
-        kwargs = worker_settings(self.settings, load_router(router_path), customize)
-        kwargs.update(overrides)
-        worker = PipelineWorker(**kwargs, handle_signals=False)
+        worker = await open_worker(self.settings, load_router(router_path), customize, handle_signals=False,
+                                   **overrides)
         task = asyncio.create_task(worker.async_run())
         self.workers.append((worker, task))
         return worker
