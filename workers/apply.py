@@ -19,14 +19,18 @@ import structlog
 from arq import Retry
 from pydantic import ValidationError
 
+from core.clock import epoch_ms
 from events import inbox
 from events.envelope import Envelope, Event
 from handlers.base import Defer, HandlerContext, Plan, RetryLater
-from store import AlreadyApplied, VersionConflict
+from store import AlreadyApplied, TransientError, VersionConflict
 from workers.deps import Deps, JobContext
 from workers.policy import describe, is_permanent
 
 log = structlog.get_logger("studiovault.worker")
+# While the database is unreachable, an event is retried at least this often: work resumes within
+# seconds of its return, and an outage spends no event's failure budget.
+UNAVAILABLE_RETRY_CAP_S = 5.0
 
 
 async def apply_event(ctx: dict[Any, Any], envelope_json: str) -> str:
@@ -42,7 +46,14 @@ async def apply_event(ctx: dict[Any, Any], envelope_json: str) -> str:
         event_id=envelope.event_id, type=envelope.type, org_id=envelope.org_id, branch_id=envelope.branch_id,
         attempt=attempt,
     ):
-        return await _apply(deps, envelope, attempt)
+        try:
+            outcome = await _apply(deps, envelope, attempt)
+        except TransientError as exc:  # the database is unreachable or overloaded: not the event's fault
+            deps.outages.failed("database", exc)
+            delay = min(deps.backoff.delay(attempt), UNAVAILABLE_RETRY_CAP_S)
+            raise Retry(defer=timedelta(seconds=delay)) from exc
+        deps.outages.ok("database")
+        return outcome
 
 
 async def _apply(deps: Deps, envelope: Envelope, attempt: int) -> str:
@@ -57,6 +68,8 @@ async def _apply(deps: Deps, envelope: Envelope, attempt: int) -> str:
         return await _already_applied(deps, envelope)
     except VersionConflict as exc:
         return await _conflicted(deps, envelope, exc, attempt)
+    except TransientError:
+        raise  # retried by apply_event without spending the event's failure budget
     except Defer as exc:
         await deps.db.batch([inbox.defer(envelope.event_id, exc.until, now, str(exc))])
         log.info("event_deferred", outcome="deferred", until=exc.until.isoformat(), reason=str(exc))
@@ -130,7 +143,7 @@ async def _failed(deps: Deps, envelope: Envelope, exc: Exception, now: datetime)
     attempt = failures + 1
     if is_permanent(exc):
         return await _dead_letter(deps, envelope.event_id, reason, attempt)
-    if attempt >= deps.settings.worker.max_attempts:
+    if attempt >= deps.settings.worker.max_attempts and not _provider_still_within_window(deps, exc, row, now):
         return await _dead_letter(deps, envelope.event_id, f"retries exhausted after {attempt} attempts: {reason}",
                                   attempt)
     delay = deps.backoff.delay(attempt)
@@ -139,6 +152,14 @@ async def _failed(deps: Deps, envelope: Envelope, exc: Exception, now: datetime)
     await deps.db.batch([inbox.record_failure(envelope.event_id, reason, now, now + timedelta(seconds=delay))])
     log.warning("event_retry", outcome="retry", error=reason, failures=attempt, retry_in_s=round(delay, 3))
     raise Retry(defer=timedelta(seconds=delay)) from exc
+
+
+def _provider_still_within_window(deps: Deps, exc: Exception, row: Mapping[str, Any] | None, now: datetime) -> bool:
+    """A provider's "not now" (429, 5xx, timeouts) keeps being retried, at the backoff's cap, until the
+    event is `SV_PROVIDER_RETRY_WINDOW_S` old: an outage of a few hours parks nothing that would succeed."""
+    if not isinstance(exc, RetryLater) or row is None:
+        return False
+    return epoch_ms(now) - int(row["created_at"]) < deps.settings.worker.provider_retry_window_s * 1000
 
 
 async def _dead_letter(deps: Deps, event_id: str, reason: str, attempt: int) -> str:

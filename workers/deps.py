@@ -4,12 +4,14 @@ loose ctx keys."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypedDict
 
+import structlog
 from arq.connections import ArqRedis
 
 from config import Settings
@@ -19,6 +21,8 @@ from jobqueue import Queue
 from store import Database
 from workers.failpoints import Failpoints
 from workers.policy import Backoff
+
+log = structlog.get_logger("studiovault.worker")
 
 
 class KeyedLocks:
@@ -42,6 +46,25 @@ class KeyedLocks:
                 self._locks[key] = (lock, users - 1)
 
 
+_EVENTS = {"database": ("database_unavailable", "database_recovered")}
+
+
+class Outages:
+    """Logs an outage of a dependency once when it starts and once when it ends, not once per event."""
+
+    def __init__(self) -> None:
+        self._down: dict[str, float] = {}
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        if what not in self._down:
+            self._down[what] = time.monotonic()
+            log.error(_EVENTS[what][0], error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def ok(self, what: str) -> None:
+        if self._down and what in self._down:
+            log.info(_EVENTS[what][1], outage_s=round(time.monotonic() - self._down.pop(what), 1))
+
+
 @dataclass(frozen=True)
 class Deps:
     settings: Settings
@@ -54,6 +77,7 @@ class Deps:
     services: Services = field(default_factory=Services)
     failpoints: Failpoints = field(default_factory=Failpoints)
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    outages: Outages = field(default_factory=Outages)
     # What was opened for these deps (database, HTTP client), closed by `close()` at shutdown.
     resources: AsyncExitStack = field(default_factory=AsyncExitStack)
 

@@ -120,12 +120,12 @@ async def test_a_poison_event_is_dead_lettered_with_its_reason_and_replay_after_
     assert await total_spend(pipeline, t.client_id) == 9
 
 
-async def test_transient_failures_retry_then_dead_letter_after_max_attempts(pipeline: Pipeline) -> None:
-    """An event whose handler keeps failing with a transient error is parked after max_attempts."""
-    t = await make_tenant(pipeline.db)
+async def test_failures_retry_with_backoff_then_dead_letter_after_max_attempts(pipeline: Pipeline) -> None:
+    """An event whose handler keeps failing (an error no rule calls permanent) is parked after max_attempts."""
+    t = await make_tenant(pipeline.db, client_name="flaky")
     event_id = await spend(pipeline, t.client_id, 3, "retry-1")
     with capture_logs() as logs:
-        await pipeline.start_worker(customize=_always_locked)
+        await pipeline.start_worker()
         await pipeline.settle()
     row = (await pipeline.db.query("SELECT status, last_error, attempts FROM event_inbox WHERE id = ?", (event_id,)))[0]
     assert row["status"] == "dead"
@@ -134,26 +134,52 @@ async def test_transient_failures_retry_then_dead_letter_after_max_attempts(pipe
     assert [e["failures"] for e in logs if e["event"] == "event_retry"] == [1, 2, 3]
 
 
-def _always_locked(deps):  # type: ignore[no-untyped-def]
-    from dataclasses import replace  # noqa: PLC0415
+async def test_a_database_outage_spends_no_failure_budget_and_work_resumes_when_it_ends(pipeline: Pipeline) -> None:
+    """Transient database errors (D1 unreachable, overloaded, "Network connection lost") are not the event's
+    fault: retried within seconds, never dead-lettered, logged once per outage, applied once it ends."""
+    t = await make_tenant(pipeline.db)
+    event_id = await spend(pipeline, t.client_id, 3, "outage-1")
+    outage = _Outage(failures=12)
+    with capture_logs() as logs:
+        await pipeline.start_worker(customize=outage.install)
+        await pipeline.settle(within=60)
+    row = (await pipeline.db.query("SELECT status, attempts FROM event_inbox WHERE id = ?", (event_id,)))[0]
+    assert (row["status"], row["attempts"]) == ("applied", 1)  # the one successful attempt; no failure counted
+    assert outage.failed == 12
+    assert await total_spend(pipeline, t.client_id) == 3
+    events = [e["event"] for e in logs]
+    assert events.count("database_unavailable") == 1
+    assert events.count("database_recovered") == 1
+    assert "event_dead_lettered" not in events
 
-    from store import TransientError  # noqa: PLC0415
 
-    class LockedDb:
-        """The real database for reads; every write batch fails as a busy D1 would (transient)."""
+class _Outage:
+    """The real database for reads; the first `failures` write batches fail as an unreachable D1 would."""
 
-        def __init__(self, inner):  # type: ignore[no-untyped-def]
-            self.inner = inner
+    def __init__(self, failures: int) -> None:
+        self.failures, self.failed = failures, 0
 
-        def __getattr__(self, name):  # type: ignore[no-untyped-def]
-            return getattr(self.inner, name)
+    def install(self, deps):  # type: ignore[no-untyped-def]
+        from dataclasses import replace  # noqa: PLC0415
 
-        async def batch(self, statements):  # type: ignore[no-untyped-def]
-            if any("_assert" in s.sql for s in statements):
-                raise TransientError("D1_ERROR: Network connection lost.")
-            return await self.inner.batch(statements)
+        from store import TransientError  # noqa: PLC0415
 
-    return replace(deps, db=LockedDb(deps.db))
+        outage = self
+
+        class FailingDb:
+            def __init__(self, inner):  # type: ignore[no-untyped-def]
+                self.inner = inner
+
+            def __getattr__(self, name):  # type: ignore[no-untyped-def]
+                return getattr(self.inner, name)
+
+            async def batch(self, statements):  # type: ignore[no-untyped-def]
+                if outage.failed < outage.failures:
+                    outage.failed += 1
+                    raise TransientError("D1 bridge /batch: ConnectError: All connection attempts failed")
+                return await self.inner.batch(statements)
+
+        return replace(deps, db=FailingDb(deps.db))
 
 
 async def test_follow_up_events_are_recorded_in_the_same_batch_and_applied(pipeline: Pipeline) -> None:

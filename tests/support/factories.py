@@ -34,6 +34,7 @@ async def make_tenant(
     org_config: dict[str, Any] | None = None,
     state_code: str = "KA",
     client_email: str | None = "asha@example.in",
+    client_name: str = "Asha Rao",
 ) -> Tenant:
     """An org with one branch, client, project and invoice; returns their IDs."""
     t = Tenant(new_id("org"), new_id("brn"), new_id("cli"), new_id("prj"), new_id("inv"))
@@ -52,7 +53,7 @@ async def make_tenant(
         ),
         Statement(
             "INSERT INTO clients (id, branch_id, name, phone, profile_json, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (t.client_id, t.branch_id, "Asha Rao", "+919800000001", json.dumps(profile), NOW_MS),
+            (t.client_id, t.branch_id, client_name, "+919800000001", json.dumps(profile), NOW_MS),
         ),
         Statement(
             "INSERT INTO projects (id, branch_id, client_id, status, created_at) VALUES (?, ?, ?, ?, ?)",

@@ -39,6 +39,8 @@ async def record_spend(event: SpendRecorded, ctx: HandlerContext) -> Plan:
     client = rows[0]
     if client["name"] == "poison":
         raise Rejected("client_marked_poison", "this client cannot take spend until fixed")
+    if client["name"] == "flaky":
+        raise RuntimeError("a dependency of this client keeps failing")
     if event.pause_ms:
         await asyncio.sleep(event.pause_ms / 1000)
     follow_ups = []
