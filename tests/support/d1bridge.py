@@ -138,14 +138,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def start_bridge(persist_dir: Path | None, token: str) -> Iterator[str]:
+def start_bridge(persist_dir: Path | None, token: str, port: int = 0) -> Iterator[str]:
     """Run the bridge Worker under miniflare; yield its `http://127.0.0.1:PORT` URL.
 
-    `persist_dir` keeps the D1 database on disk there; None keeps it in memory.
+    `persist_dir` keeps the D1 database on disk there; None keeps it in memory. `port` 0 picks a free
+    one; a fixed port lets a test stop the bridge and start it again where its clients expect it.
     """
     node, npm = _node_and_npm()
     ensure_npm_installed(npm)
-    command = [node, str(BRIDGE_DIR / "serve.mjs"), "--port", "0"]
+    command = [node, str(BRIDGE_DIR / "serve.mjs"), "--port", str(port)]
     if persist_dir is not None:
         command += ["--persist", str(persist_dir)]
     # The token goes through the environment rather than argv, where `ps` would show it.

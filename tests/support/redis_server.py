@@ -57,3 +57,44 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.02)
     raise RuntimeError(f"redis-server did not answer PING on port {port} within 10 s")
+
+
+class RedisProcess:
+    """A redis-server of one test's own, on a fixed port, that the test can kill and start again."""
+
+    def __init__(self, workdir: Path, *, appendonly: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not on PATH (apt-get install redis-server, or run ./dev test)")
+        self.binary, self.workdir, self.appendonly = binary, workdir, appendonly
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.workdir),
+             "--logfile", str(self.workdir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        _wait_ready(self.port, self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL: the outage operators meet (a crash, an OOM kill, a node lost)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
