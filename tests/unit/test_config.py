@@ -117,3 +117,13 @@ def test_nothing_but_the_config_package_reads_the_environment() -> None:
     offenders = [f"{path.relative_to(ROOT)}:{line}" for package in packages for path in (ROOT / package).rglob("*.py")
                  for line in _reads_environment(ast.parse(path.read_text()))]
     assert offenders == []
+
+
+def test_docker_compose_passes_every_provider_and_secret_setting_through() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text()
+    sections = [Settings.SECTIONS["notify"], Settings.SECTIONS["database"]]
+    wanted = [variable(name) for section in sections for name in section.model_fields]
+    wanted += [variable(name) for name in Settings.SECTIONS["ingress"].model_fields
+               if name.endswith(("_secrets", "_buckets", "_accounts"))]
+    missing = [var for var in wanted if f"  {var}:" not in compose]
+    assert missing == []
