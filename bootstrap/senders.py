@@ -46,4 +46,6 @@ def notify_services(cfg: NotifySettings, http: httpx.AsyncClient, redis: ArqRedi
     points = failpoints or Failpoints()
     senders = {channel: points.around(sender) for channel, sender in build_senders(cfg, http).items()}
     limiter = RedisFixedWindow(redis) if redis is not None else None
-    return NotifyServices(senders=senders, limiter=limiter, rate_per_minute=cfg.notify_rate_per_minute)
+    return NotifyServices(senders=senders, limiter=limiter, rate_per_minute=cfg.notify_rate_per_minute,
+                          billable_on=cfg.billable_on, status_unknown_grace_s=cfg.status_unknown_grace_s,
+                          fallback_grace_s=cfg.fallback_grace_s)

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from events.envelope import Envelope, Event
 from events.notifications import Channel
@@ -62,6 +62,11 @@ class NotifyServices:
     senders: Mapping[Channel, Sender] = field(default_factory=dict)
     limiter: RateLimiter | None = None
     rate_per_minute: int = 60  # the default per-branch cap; a branch's config may change it
+    # The rate card's billable moment per channel (SV_BILLABLE_ON): "accepted" or "delivered".
+    billable_on: Mapping[str, Literal["accepted", "delivered"]] = field(default_factory=lambda: {
+        "whatsapp": "delivered", "sms": "accepted", "email": "accepted"})
+    status_unknown_grace_s: float = 300.0  # a status naming no recorded send is retried this long
+    fallback_grace_s: float = 30.0  # a late failure's SMS fallback waits this long for a racing `delivered`
 
 
 @dataclass(frozen=True)
