@@ -45,6 +45,22 @@ class Defer(Exception):
         self.until = until
 
 
+class SelfConflict(Rejected):
+    """A plan's version assertion fails against the very rows it was planned from: no retry can succeed
+    (the plan is wrong about the data, e.g. a rounding that disagrees with it), so dead-letter at once."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("self_conflict", detail)
+
+
+@dataclass(frozen=True)
+class ReadSet:
+    """The reads a plan was made from, and what they returned."""
+
+    statements: Sequence[Statement]
+    rows: Sequence[Sequence[Mapping[str, Any]]]
+
+
 @dataclass(frozen=True)
 class Plan:
     """The writes of one event's effect, to run as one batch with the inbox bookkeeping."""
@@ -53,6 +69,10 @@ class Plan:
     follow_ups: Sequence[Envelope] = ()
     outcome: str = "applied"  # or "ignored": acknowledged, recorded, deliberately no effect
     log: Mapping[str, Any] = field(default_factory=dict)
+    # For a plan whose assertions all test the state before the batch (billing): on a version conflict
+    # the worker re-runs these reads and the assertions in one round trip. Same rows and a failing
+    # assertion: a self-conflict (`SelfConflict`, dead-lettered at once); else a real concurrent change.
+    read_set: ReadSet | None = None
 
 
 @dataclass(frozen=True)

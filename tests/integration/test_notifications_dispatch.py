@@ -52,6 +52,15 @@ async def h(sqlite_db: Database, arq_redis: ArqRedis, http: httpx.AsyncClient, s
     return await make_harness(sqlite_db, arq_redis, http, servers.url, Clock(utc(NOW_MS)))
 
 
+@pytest.fixture
+async def h_accepted(sqlite_db: Database, arq_redis: ArqRedis, http: httpx.AsyncClient,
+                     servers: ProviderServers) -> Harness:
+    """WhatsApp billed on acceptance (SV_BILLABLE_ON), so its cost is written at send."""
+    servers.reset()
+    return await make_harness(sqlite_db, arq_redis, http, servers.url, Clock(utc(NOW_MS)),
+                              billable_on={"whatsapp": "accepted"})
+
+
 async def rows(db: Database, sql: str, *params: object) -> list[dict[str, object]]:
     return await db.query(sql, params)  # type: ignore[arg-type]
 
@@ -240,12 +249,10 @@ async def test_a_branch_rate_cap_defers_the_burst_to_the_next_window(
 
 @pytest.mark.parametrize(("rate", "cost"), [("0.115", 0.12), (0.5, 0.5), ("1.005", 1.01), ("0", 0.0)])
 async def test_the_org_rate_card_overrides_the_default_cost(
-    rate: object, cost: float, sqlite_db: Database, arq_redis: ArqRedis, http: httpx.AsyncClient,
-    servers: ProviderServers
+    rate: object, cost: float, h_accepted: Harness
 ) -> None:
-    servers.reset()  # WhatsApp billed on acceptance here, so the cost is written at send
-    h = await make_harness(sqlite_db, arq_redis, http, servers.url, Clock(utc(NOW_MS)),
-                           billable_on={"whatsapp": "accepted"})
+    h = h_accepted
+    sqlite_db = h.deps.db
     t = await make_tenant(sqlite_db, org_config={"notifications": {"rate_card": {"whatsapp": rate}}})
     assert await h.run(await h.publish(t, "booking_confirmed")) == "applied"
     assert await rows(sqlite_db, "SELECT cost, billed FROM notifications") == [{"cost": cost, "billed": 0}]

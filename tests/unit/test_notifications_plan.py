@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from core.money import to_paise
+from handlers.notifications.phones import InvalidPhone, default_region, to_e164
 from handlers.notifications.plan import (
     Claim,
     ConfigError,
@@ -21,7 +22,6 @@ from handlers.notifications.plan import (
     notify_config,
     quiet_until,
 )
-from handlers.notifications.phones import InvalidPhone, default_region, to_e164
 from handlers.notifications.templates import format_inr
 from providers.ratelimit import wait_until
 
