@@ -106,7 +106,8 @@ def _unknown(event: NotificationStatusReported, ctx: HandlerContext, services: N
             + (f" (notification {event.notification_id})" if event.notification_id else ""))
     detail = f"{what} {'is still being sent' if found else 'names no recorded send'}"
     if age < services.status_unknown_grace_s:
-        raise RetryLater(f"unknown_message: {detail}; retrying for {services.status_unknown_grace_s:.0f} s")
+        raise RetryLater(f"unknown_message: {detail}; retrying for {services.status_unknown_grace_s:.0f} s",
+                         services.status_unknown_grace_s / 5)
     raise Rejected("unknown_message", f"{detail} after {age:.0f} s; replay once the send is recorded")
 
 
