@@ -23,7 +23,7 @@ from tests.support.factories import NOW_MS, Tenant, make_tenant
 from tests.support.fakes.status import msg91 as dlr
 from tests.support.fakes.status import resend as rs
 from tests.support.fakes.status import whatsapp as wa
-from tests.support.notify_harness import Clock, Harness, make_harness, utc
+from tests.support.notify_harness import Clock, make_harness, utc
 from tests.support.provider_servers import ProviderServers, Scripted, graph_error, provider_servers
 from tests.support.status_flow import APP_SECRET, MSG91_TOKEN, RESEND_SECRET, Flow, status_flow
 
