@@ -55,26 +55,34 @@ class Flow:
         return await self.http.send(request)
 
     async def pending(self) -> list[Envelope]:
-        rows = await self.h.deps.db.query(
-            "SELECT payload_json FROM event_inbox WHERE status = 'pending' ORDER BY created_at, id")
-        return [Envelope.model_validate_json(str(r["payload_json"])) for r in rows]
+        return await pending(self.h)
 
     async def settle(self, rounds: int = 12) -> dict[str, str]:
-        """Apply every pending event (follow-ups included) until none is pending, moving the clock by the
-        longest wait any of them asked for; returns each event's last outcome by type."""
-        outcomes: dict[str, str] = {}
-        for _ in range(rounds):
-            envelopes = await self.pending()
-            if not envelopes:
-                return outcomes
-            waits: list[float] = []
-            for env in envelopes:
-                before = len(self.h.retries)
-                outcomes[env.event_id] = await self.h.apply(env)
-                waits += self.h.retries[before:]
-            if waits:
-                self.h.clock.advance(max(waits))
-        raise AssertionError(f"events still pending after {rounds} rounds: {await self.pending()}")
+        return await settle(self.h, rounds)
+
+
+async def pending(h: Harness) -> list[Envelope]:
+    rows = await h.deps.db.query(
+        "SELECT payload_json FROM event_inbox WHERE status = 'pending' ORDER BY created_at, id")
+    return [Envelope.model_validate_json(str(r["payload_json"])) for r in rows]
+
+
+async def settle(h: Harness, rounds: int = 12) -> dict[str, str]:
+    """Apply every pending event (follow-ups included) until none is pending, moving the clock by the
+    longest wait any of them asked for; returns each event's last outcome by event id."""
+    outcomes: dict[str, str] = {}
+    for _ in range(rounds):
+        envelopes = await pending(h)
+        if not envelopes:
+            return outcomes
+        waits: list[float] = []
+        for env in envelopes:
+            before = len(h.retries)
+            outcomes[env.event_id] = await h.apply(env)
+            waits += h.retries[before:]
+        if waits:
+            h.clock.advance(max(waits))
+    raise AssertionError(f"events still pending after {rounds} rounds: {await pending(h)}")
 
 
 @contextlib.asynccontextmanager
