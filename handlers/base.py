@@ -87,6 +87,9 @@ class NotifyServices:
         "whatsapp": "delivered", "sms": "accepted", "email": "accepted"})
     status_unknown_grace_s: float = 300.0  # a status naming no recorded send is retried this long
     fallback_grace_s: float = 30.0  # a late failure's SMS fallback waits this long for a racing `delivered`
+    # The worker's failure budget (SV_MAX_ATTEMPTS): a provider still answering "not now" on the last
+    # attempt is a failure of that channel, so it falls back or is audited instead of dying silently.
+    max_attempts: int = 20
 
 
 @dataclass(frozen=True)

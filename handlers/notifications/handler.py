@@ -91,7 +91,7 @@ def _services(ctx: HandlerContext) -> NotifyServices:
 async def _load(notification_id: str, kind: str, project_id: str, invoice_id: str | None,
                 ctx: HandlerContext) -> tuple[Loaded, list[dict[str, object]], dict[str, object] | None]:
     """One read round trip and the checks every run needs: (loaded, the notifications row, the invoice)."""
-    project, invoice, existing, claim_rows, charge_rows = await ctx.db.query_many([
+    project, invoice, existing, claim_rows, charge_rows, tries = await ctx.db.query_many([
         Statement(PROJECT_SQL, (project_id,)),
         Statement("SELECT branch_id, project_id, amount_total, status, due_at FROM invoices WHERE id = ?",
                   (invoice_id or "",)),
@@ -100,6 +100,7 @@ async def _load(notification_id: str, kind: str, project_id: str, invoice_id: st
                   " WHERE notification_id = ?", (notification_id,)),
         Statement("SELECT channel, state, amount, version, reason FROM notification_charges WHERE id = ?",
                   (notification_id,)),
+        Statement("SELECT attempts FROM event_inbox WHERE id = ?", (ctx.envelope.event_id,)),
     ])
     row = _check_tenant(project_id, invoice_id, ctx, project, invoice)
     try:
@@ -119,7 +120,9 @@ async def _load(notification_id: str, kind: str, project_id: str, invoice_id: st
                     int(charge_rows[0]["version"]), charge_rows[0]["reason"]) if charge_rows else None
     inv = invoice[0] if invoice else None
     region = default_region(_text(row["address_json"]), _text(row["tax_json"]), _text(row["config_json"]))
-    loaded = Loaded(subject, cfg, _facts(row, inv, cfg, invoice_id), row, region, claims, charge)
+    failures = int(tries[0]["attempts"]) if tries else 0
+    loaded = Loaded(subject, cfg, _facts(row, inv, cfg, invoice_id), row, region, claims, charge,
+                    last_try=failures + 1 >= _services(ctx).max_attempts)
     return loaded, existing, inv
 
 

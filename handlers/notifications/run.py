@@ -1,5 +1,7 @@
 """One attempt at one notification: walk its channel chain, at most one request per channel, and plan
-what to record (see `handlers.notifications.handler` for the delivery semantics).
+what to record (see `handlers.notifications.handler` for the delivery semantics). On the event's last
+attempt (`SV_MAX_ATTEMPTS`) a provider still answering "not now" counts as that channel failing: the
+SMS fallback is tried, or the notification is audited as failed and dead-lettered by the plan.
 
 Failures are read from the recorded claims, not kept per attempt: a channel refused in an earlier
 attempt (its claim is 'failed') is audited when a later attempt sends through the next channel, e.g.
@@ -67,6 +69,7 @@ class Loaded:
     region: str
     claims: dict[Channel, Claim] = field(default_factory=dict)
     charge: Charge | None = None
+    last_try: bool = False  # this attempt is the event's last before the failure budget is spent
 
 
 class SendRun:
@@ -131,6 +134,10 @@ class SendRun:
         try:
             result = await sender.send(message)
         except SendRetryable as exc:
+            if self.loaded.last_try:  # out of retries: a failure of this channel (fall back, or audit and die)
+                reason = f"retries_exhausted: {exc.reason}"
+                self._failed(ch, held, reason, claim_status(self.s, held, "failed", self.now_ms, error=reason))
+                return
             await self.ctx.db.batch(claim_status(self.s, held, "retry", self.now_ms, error=exc.reason))
             raise RetryLater(exc.reason, exc.retry_after_s or 0.0) from exc
         except SendRejected as exc:

@@ -301,3 +301,26 @@ async def test_resend_events_move_the_email_send(sflow: Flow) -> None:
     assert await rows(db, "SELECT channel, progress FROM notification_deliveries") == [
         {"channel": "email", "progress": 3}]
     assert await rows(db, "SELECT cost FROM notifications") == [{"cost": 0.05}]
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+async def test_a_provider_still_failing_on_the_last_attempt_falls_back_or_is_audited_not_silently_dead(
+    fallback: bool, sflow: Flow, servers: ProviderServers
+) -> None:
+    db = sflow.h.deps.db
+    t = await make_tenant(db, org_config=FALLBACK if fallback else {})
+    attempts = sflow.h.deps.settings.worker.max_attempts
+    servers.script("whatsapp", *[Scripted(503, {})] * attempts)
+    env = await sflow.h.publish(t)
+    assert await sflow.h.run(env) == ("applied" if fallback else "dead")
+    assert [r.status for r in servers.requests_for("whatsapp")] == [503] * attempts
+    ((kind, payload),) = await audits(db, t)
+    failed = {"whatsapp": "retries_exhausted: whatsapp_http_503"}
+    if fallback:
+        assert (kind, payload["failed"], payload["sent_via"]) == ("notification.channel_failed", failed, "sms")
+        assert await rows(db, "SELECT channel, cost FROM notifications") == [{"channel": "sms", "cost": 0.25}]
+    else:
+        assert (kind, payload["failed"]) == ("notification.failed", failed)
+        (row,) = await rows(db, "SELECT status, last_error FROM event_inbox WHERE id = ?", env.event_id)
+        assert row == {"status": "dead",
+                       "last_error": "notification_failed: whatsapp: retries_exhausted: whatsapp_http_503"}
