@@ -41,9 +41,13 @@ def build_senders(cfg: NotifySettings, http: httpx.AsyncClient) -> dict[Channel,
 
 
 def notify_services(cfg: NotifySettings, http: httpx.AsyncClient, redis: ArqRedis | None,
-                    failpoints: Failpoints | None = None) -> NotifyServices:
+                    failpoints: Failpoints | None = None, *, max_attempts: int = 20,
+                    provider_retry_window_s: float = 24 * 3600.0) -> NotifyServices:
     """What notification dispatch needs; crash-test failpoints wrap the senders when set."""
     points = failpoints or Failpoints()
     senders = {channel: points.around(sender) for channel, sender in build_senders(cfg, http).items()}
     limiter = RedisFixedWindow(redis) if redis is not None else None
-    return NotifyServices(senders=senders, limiter=limiter, rate_per_minute=cfg.notify_rate_per_minute)
+    return NotifyServices(senders=senders, limiter=limiter, rate_per_minute=cfg.notify_rate_per_minute,
+                          billable_on=cfg.billable_on, status_unknown_grace_s=cfg.status_unknown_grace_s,
+                          fallback_grace_s=cfg.fallback_grace_s, max_attempts=max_attempts,
+                          provider_retry_window_s=provider_retry_window_s)

@@ -61,7 +61,9 @@ async def build_deps(settings: Settings, redis: ArqRedis, router: Router = ROUTE
         raise
     failpoints = Failpoints(settings.worker.failpoint_names)
     queue = ArqQueue(redis, settings.queue.queue_name)
-    services = Services(notify=notify_services(settings.notify, http, redis, failpoints))
+    services = Services(notify=notify_services(
+        settings.notify, http, redis, failpoints, max_attempts=settings.worker.max_attempts,
+        provider_retry_window_s=settings.worker.provider_retry_window_s))
     return Deps(settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=router,
                 clock=clock, backoff=Backoff(settings.worker.backoff_base, settings.worker.backoff_cap),
                 services=services, failpoints=failpoints, resources=stack)

@@ -70,7 +70,8 @@ def ingress(
     host: Annotated[str | None, typer.Option(help="Bind address (default: SV_INGRESS_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: SV_INGRESS_PORT).")] = None,
 ) -> None:
-    """Run the webhook ingress (uvicorn): POST /webhooks/{razorpay,stripe,r2}; GET /healthz, /readyz."""
+    """Run the webhook ingress (uvicorn): POST /webhooks/{razorpay,stripe,r2,whatsapp,msg91/<token>,resend};
+    GET /webhooks/whatsapp (Meta's handshake), /healthz, /readyz."""
     import uvicorn  # noqa: PLC0415 - only this command serves HTTP
 
     from bootstrap.ingress import build_app  # noqa: PLC0415

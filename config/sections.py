@@ -16,6 +16,8 @@ SQLITE_PREFIX = "sqlite:///"
 D1_PREFIXES = ("d1+https://", "d1+http://")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+BillableMoment = Literal["accepted", "delivered"]
+DEFAULT_BILLABLE_ON: dict[str, BillableMoment] = {"whatsapp": "delivered", "sms": "accepted", "email": "accepted"}
 
 
 class Section(BaseModel):
@@ -118,12 +120,29 @@ class IngressSettings(Section):
     standard_webhook_tolerance_s: int = Field(300, gt=0)
     r2_buckets: list[str] = Field(default_factory=list)  # accept R2 notifications only from these (empty: any)
     r2_accounts: list[str] = Field(default_factory=list)
+    # Delivery-status webhooks of the notification providers (README, Notifications).
+    # WhatsApp: the App Secret(s) that sign X-Hub-Signature-256 (several during a rotation), and the
+    # verify token typed into the App Dashboard for the GET subscription handshake.
+    whatsapp_app_secrets: list[SecretStr] = Field(default_factory=list)
+    whatsapp_verify_token: SecretStr | None = None
+    # MSG91 does not sign delivery reports: the report URL carries one of these unguessable tokens as
+    # its last path segment (/webhooks/msg91/<token>); several during a rotation.
+    msg91_webhook_tokens: list[SecretStr] = Field(default_factory=list)
+    # Resend signs with Svix (Standard Webhooks): whsec_… secrets, several during a rotation.
+    resend_webhook_secrets: list[SecretStr] = Field(default_factory=list)
+    resend_tolerance_s: int = Field(300, gt=0)
 
-    @field_validator("razorpay_webhook_secrets", "stripe_webhook_secrets", "standard_webhook_secrets")
+    @field_validator("razorpay_webhook_secrets", "stripe_webhook_secrets", "standard_webhook_secrets",
+                     "whatsapp_app_secrets", "msg91_webhook_tokens", "resend_webhook_secrets")
     @classmethod
     def _drop_blank(cls, secrets: list[SecretStr]) -> list[SecretStr]:
         # A blank secret would let anyone sign (an HMAC keyed with "" is public): never keep one.
         return [s for s in secrets if s.get_secret_value().strip()]
+
+    @field_validator("whatsapp_verify_token")
+    @classmethod
+    def _blank_is_unset(cls, token: SecretStr | None) -> SecretStr | None:
+        return token if token is not None and token.get_secret_value().strip() else None
 
 
 class NotifySettings(Section):
@@ -145,6 +164,24 @@ class NotifySettings(Section):
     email_from: str = "StudioVault <notifications@mail.studiovault.in>"
     notify_timeout_s: float = Field(8.0, gt=0)  # one request; keep it well under the job timeout
     notify_rate_per_minute: int = Field(60, ge=1)  # per branch; a branch's config may change it
+    # The rate card's billable moment per channel: "accepted" (the provider's API took the message) or
+    # "delivered" (its status webhook said delivered or read). Defaults follow what each provider
+    # charges for: Meta per delivered template, MSG91 every submitted SMS, Resend every sent e-mail.
+    billable_on: dict[str, BillableMoment] = Field(default_factory=lambda: dict(DEFAULT_BILLABLE_ON))
+    # A status naming a message we have no record of yet is retried this long (its send's own batch
+    # may still be committing), then dead-lettered as `unknown_message` (replayable).
+    status_unknown_grace_s: float = Field(300.0, ge=0)
+    # A late WhatsApp failure's SMS fallback waits this long, so that a `delivered` racing the
+    # `failed` (several devices) can still cancel it.
+    fallback_grace_s: float = Field(30.0, ge=0)
+
+    @field_validator("billable_on")
+    @classmethod
+    def _channels(cls, value: dict[str, BillableMoment]) -> dict[str, BillableMoment]:
+        unknown = sorted(set(value) - set(DEFAULT_BILLABLE_ON))
+        if unknown:
+            raise ValueError(f"unknown channel(s) {', '.join(unknown)}: use whatsapp, sms, email")
+        return {**DEFAULT_BILLABLE_ON, **value}
 
 
 class LogSettings(Section):

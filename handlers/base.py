@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from events.envelope import Envelope, Event
 from events.notifications import Channel
@@ -45,6 +45,22 @@ class Defer(Exception):
         self.until = until
 
 
+class SelfConflict(Rejected):
+    """A plan's version assertion fails against the very rows it was planned from: no retry can succeed
+    (the plan is wrong about the data, e.g. a rounding that disagrees with it), so dead-letter at once."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("self_conflict", detail)
+
+
+@dataclass(frozen=True)
+class ReadSet:
+    """The reads a plan was made from, and what they returned."""
+
+    statements: Sequence[Statement]
+    rows: Sequence[Sequence[Mapping[str, Any]]]
+
+
 @dataclass(frozen=True)
 class Plan:
     """The writes of one event's effect, to run as one batch with the inbox bookkeeping."""
@@ -53,6 +69,10 @@ class Plan:
     follow_ups: Sequence[Envelope] = ()
     outcome: str = "applied"  # or "ignored": acknowledged, recorded, deliberately no effect
     log: Mapping[str, Any] = field(default_factory=dict)
+    # For a plan whose assertions all test the state before the batch (billing): on a version conflict
+    # the worker re-runs these reads and the assertions in one round trip. Same rows and a failing
+    # assertion: a self-conflict (`SelfConflict`, dead-lettered at once); else a real concurrent change.
+    read_set: ReadSet | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +82,15 @@ class NotifyServices:
     senders: Mapping[Channel, Sender] = field(default_factory=dict)
     limiter: RateLimiter | None = None
     rate_per_minute: int = 60  # the default per-branch cap; a branch's config may change it
+    # The rate card's billable moment per channel (SV_BILLABLE_ON): "accepted" or "delivered".
+    billable_on: Mapping[str, Literal["accepted", "delivered"]] = field(default_factory=lambda: {
+        "whatsapp": "delivered", "sms": "accepted", "email": "accepted"})
+    status_unknown_grace_s: float = 300.0  # a status naming no recorded send is retried this long
+    fallback_grace_s: float = 30.0  # a late failure's SMS fallback waits this long for a racing `delivered`
+    # The worker's failure budget (SV_MAX_ATTEMPTS): a provider still answering "not now" on the last
+    # attempt is a failure of that channel, so it falls back or is audited instead of dying silently.
+    max_attempts: int = 20
+    provider_retry_window_s: float = 24 * 3600.0  # SV_PROVIDER_RETRY_WINDOW_S
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from events.billing import BillingPeriodClosed
 from events.envelope import Event
 from events.media import MediaDeleted, MediaUploaded
-from events.notifications import NotificationDue
+from events.notifications import NotificationDue, NotificationFallbackDue, NotificationStatusReported
 from events.payments import (
     DisputeCreated,
     DisputeLost,
@@ -18,7 +18,7 @@ from events.payments import (
 from handlers.base import Handler, Router
 from handlers.billing import bill_period
 from handlers.media import record_media_uploaded, remove_deleted_media
-from handlers.notifications import dispatch_notification
+from handlers.notifications import apply_delivery_status, dispatch_notification, send_fallback
 from handlers.payments import (
     acknowledge_ignored,
     record_capture,
@@ -41,6 +41,8 @@ HANDLERS: dict[type[Event], Handler] = {
     GatewayEventIgnored: acknowledge_ignored,
     BillingPeriodClosed: bill_period,
     NotificationDue: dispatch_notification,
+    NotificationStatusReported: apply_delivery_status,
+    NotificationFallbackDue: send_fallback,
 }
 
 ROUTER = Router(HANDLERS)

@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from config import IngressSettings
 from ingress.pipeline import IngressContext, IngressDeps, IngressError, answer_error, context
-from ingress.sources import r2, razorpay, stripe
+from ingress.sources import msg91, r2, razorpay, resend, stripe, whatsapp
 
 log = structlog.get_logger("studiovault.ingress")
 
@@ -50,6 +50,9 @@ ROUTES: list[BaseRoute] = [
     *razorpay.routes,
     *stripe.routes,
     *r2.routes,
+    *whatsapp.routes,
+    *msg91.routes,
+    *resend.routes,
 ]
 
 OpenDeps = Callable[[], AbstractAsyncContextManager[IngressDeps]]

@@ -4,6 +4,7 @@ Each gateway is given a LIST of secrets: during a rotation, retries signed with 
 arrive. Every comparison is constant-time (`hmac.compare_digest`).
 
 - Razorpay: `X-Razorpay-Signature` = hex HMAC-SHA256(raw body, webhook secret). No timestamp.
+- Meta (WhatsApp): `X-Hub-Signature-256: sha256=<hex>` = HMAC-SHA256(raw body, app secret). No timestamp.
 - Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=...]`, HMAC-SHA256 of `"{t}.{raw body}"` keyed with
   the endpoint secret as UTF-8; any v1 may match. Stripe's SDK rejects only timestamps older than the
   tolerance; we also reject ones further than the tolerance in the future (a replay window is a window).
@@ -42,6 +43,17 @@ def verify_razorpay(body: bytes, signature: str | None, secrets: Sequence[str]) 
         raise SignatureError("missing_signature", "X-Razorpay-Signature header is missing")
     if not _any_matches([signature], [_hmac_hex(s, body) for s in secrets]):
         raise SignatureError("invalid_signature", "X-Razorpay-Signature does not match the body")
+
+
+def verify_hub_signature(body: bytes, header: str | None, secrets: Sequence[str]) -> None:
+    """Meta (WhatsApp Cloud API): `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(raw body, app secret)>`."""
+    if not header:
+        raise SignatureError("missing_signature", "X-Hub-Signature-256 header is missing")
+    scheme, _, digest = header.strip().partition("=")
+    if scheme.lower() != "sha256" or not digest:
+        raise SignatureError("malformed_signature", "X-Hub-Signature-256 must be sha256=<hex>")
+    if not _any_matches([digest], [_hmac_hex(s, body) for s in secrets]):
+        raise SignatureError("invalid_signature", "X-Hub-Signature-256 does not match the body")
 
 
 def parse_stripe_header(header: str) -> tuple[int, list[str]]:

@@ -26,7 +26,7 @@ class OutboundMessage:
     """One rendered message for one recipient on one channel."""
 
     channel: Channel
-    to: str  # E.164 digits without '+' (whatsapp, sms) or an e-mail address
+    to: str  # E.164 with its '+' (whatsapp, sms: `+919876543210`) or an e-mail address
     kind: str  # the notification type: selects the provider template
     params: tuple[str, ...]  # template body parameters, in order
     reference: str  # our notification id: WhatsApp `biz_opaque_callback_data`, e-mail tag

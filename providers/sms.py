@@ -32,7 +32,8 @@ class Msg91Sender(HttpSender):
         template_id = self.template_ids.get(message.kind)
         if not template_id:
             raise SendRejected(f"sms_template_missing: no DLT template id for {message.kind!r}")
-        recipient: dict[str, str] = {"mobiles": message.to}
+        # MSG91 takes the country code and number as digits ("919876543210"), no '+'.
+        recipient: dict[str, str] = {"mobiles": message.to.removeprefix("+")}
         recipient.update({f"VAR{i}": value for i, value in enumerate(message.params, start=1)})
         return {"template_id": template_id, "short_url": "0", "realTimeResponse": "1", "recipients": [recipient]}
 

@@ -1,6 +1,9 @@
 """WhatsApp Cloud API template messages: `POST /{version}/{phone-number-id}/messages`.
 
-The Cloud API takes no idempotency key: our notification id travels as `biz_opaque_callback_data`
+The recipient goes as E.164 with its '+' (`+919876543210`): Meta's send guide recommends the plus and
+the country calling code, because without the '+' it prepends the business number's own country code
+(an Indian business sending `919876543210` would reach `+91919876543210`). The Cloud API takes no
+idempotency key: our notification id travels as `biz_opaque_callback_data`
 (echoed in status webhooks) so a duplicate can at least be recognised. Errors are classified on the
 Graph `error.code`, not the HTTP status (Meta's advice): throughput and pair rate limits and
 "service unavailable" codes retry; everything else (undeliverable, template missing or paused,

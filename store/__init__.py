@@ -9,7 +9,16 @@ from store.errors import (
     TransientError,
     VersionConflict,
 )
-from store.port import MAX_PARAMS, Database, SqlValue, Statement, expect_rows, expect_version, query_in
+from store.port import (
+    MAX_PARAMS,
+    Database,
+    SqlValue,
+    Statement,
+    as_check,
+    expect_rows,
+    expect_version,
+    query_in,
+)
 
 __all__ = [
     "MAX_PARAMS",
@@ -23,6 +32,7 @@ __all__ = [
     "Statement",
     "TransientError",
     "VersionConflict",
+    "as_check",
     "expect_rows",
     "expect_version",
     "query_in",

@@ -73,6 +73,17 @@ def expect_rows(select_count_sql: str, params: Sequence[SqlValue], code: str = "
     return Statement(f"INSERT INTO _assert(ok, code) SELECT ({select_count_sql}), '{code}'", tuple(params))
 
 
+_ASSERT = "INSERT INTO _assert(ok, code) SELECT "
+
+
+def as_check(statement: Statement) -> Statement | None:
+    """A version assertion (`expect_version`, `expect_rows`) as the read it makes: its first column is
+    the `ok` the batch would test. None for any other statement (the inbox guard included)."""
+    if not statement.sql.startswith(_ASSERT) or not statement.sql.endswith(", 'version'"):
+        return None
+    return Statement("SELECT " + statement.sql[len(_ASSERT):], statement.params)
+
+
 async def query_in(
     db: Database,
     sql: str,

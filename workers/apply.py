@@ -22,8 +22,8 @@ from pydantic import ValidationError
 from core.clock import epoch_ms
 from events import inbox
 from events.envelope import Envelope, Event
-from handlers.base import Defer, HandlerContext, Plan, RetryLater
-from store import AlreadyApplied, TransientError, VersionConflict
+from handlers.base import Defer, HandlerContext, Plan, ReadSet, RetryLater, SelfConflict
+from store import AlreadyApplied, TransientError, VersionConflict, as_check
 from workers.deps import Deps, JobContext
 from workers.policy import describe, is_permanent
 
@@ -106,13 +106,32 @@ async def _plan_and_commit(
         *follow_ups,
     ]
     deps.failpoints.hit("before_batch")
-    changes = await deps.db.batch(statements)
+    try:
+        changes = await deps.db.batch(statements)
+    except VersionConflict:
+        if plan.read_set is not None:
+            await _diagnose_conflict(deps, plan, plan.read_set)
+        raise
     deps.failpoints.hit("after_batch")
     inserted = changes[len(changes) - len(follow_ups):] if follow_ups else []
     for follow_up, n in zip(plan.follow_ups, inserted, strict=True):
         if n:  # 0: an event with the same dedupe key exists already (e.g. one photos_ready per project)
             await deps.publisher.enqueue(follow_up)
     return plan.outcome, plan.log
+
+
+async def _diagnose_conflict(deps: Deps, plan: Plan, read_set: ReadSet) -> None:
+    """Tell a real concurrent change (retry) from a deterministic self-conflict (raise `SelfConflict`):
+    re-run the plan's reads and its assertions in ONE round trip (one consistent snapshot). If the reads
+    return what the plan was made from and an assertion still fails, nothing changed under the plan:
+    the plan contradicts the data, and spending the conflict budget on it would only repeat it."""
+    checks = [(s, c) for s in plan.statements if (c := as_check(s)) is not None]
+    results = await deps.db.query_many([*(c for _, c in checks), *read_set.statements])
+    failing = [s for (s, _), rows in zip(checks, results, strict=False) if not rows or not next(iter(rows[0].values()))]
+    same = [list(map(dict, rows)) for rows in results[len(checks):]] == [list(map(dict, r)) for r in read_set.rows]
+    if same and failing:
+        raise SelfConflict(f"{len(failing)} assertion(s) fail against the rows the plan was made from, e.g."
+                           f" {failing[0].sql[:300]}")
 
 
 async def _already_applied(deps: Deps, envelope: Envelope) -> str:

@@ -5,8 +5,9 @@ The batch (the worker adds the inbox guard before and the inbox bookkeeping afte
    which then finds it closed and writes nothing);
 2. when something is chargeable: assert the branch's invoice series still ends at `last`, insert the
    invoice, its number `last + 1`, the org's system actor and the audit row;
-3. per chunk of the notifications read: assert each is still unbilled with the cost read, mark them
-   billed and record which close billed them;
+3. per chunk of the notifications read: assert each is still unbilled with the very cost value read
+   (not a rounding of it: paise are computed once, in Python, half up), mark them billed and record
+   which close billed them;
 4. record the period closed (its primary key is the database's exactly-once guarantee).
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.clock import epoch_ms as ms
 from core.money import money
@@ -26,9 +27,17 @@ from handlers.audit import audit_row
 from handlers.base import Plan, Rejected
 from handlers.billing.calendar import InvoiceNumberError, financial_year, invoice_number, org_timezone, parse_period
 from handlers.billing.pricing import InvalidTerms, Quote, Usage, quote, state_of, terms_for
-from store import Statement, expect_rows
+from store import SqlValue, Statement, expect_rows
 
-NOTIFICATION_CHUNK = 97  # the billed_notifications insert binds 3 values + the ids: D1 allows 100
+NOTIFICATION_CHUNK = 33  # the assertion binds the count + id + (id, cost) per row: D1 allows 100 parameters
+
+
+class BilledRow(NamedTuple):
+    """A notification the close bills: its id, its cost in paise (half up, once), the cost as stored."""
+
+    id: str
+    paise: int
+    stored: SqlValue
 DEFAULT_DUE_DAYS = 15
 
 
@@ -41,7 +50,7 @@ class Snapshot:
     closed: bool
     storage_bytes: int
     activated_projects: int
-    notifications: Sequence[tuple[str, int]]  # (id, cost in paise), unbilled, created before period end
+    notifications: Sequence[BilledRow]  # unbilled, billable before the period's end
     last_seq: Mapping[tuple[str, str], int]  # (branch_id, fy) → the series' last number
 
 
@@ -92,7 +101,7 @@ def plan_close(event: BillingPeriodClosed, snap: Snapshot, event_id: str, now: d
         terms = terms_for(snap.org.get("plan_tier"), billing)
     except InvalidTerms as exc:
         raise Rejected("invalid_config", str(exc)) from exc
-    cost_paise = sum(paise for _, paise in snap.notifications)
+    cost_paise = sum(row.paise for row in snap.notifications)
     usage = Usage(snap.storage_bytes, snap.activated_projects, money(Decimal(cost_paise) / 100),
                   len(snap.notifications))
     branch = billing_branch(billing, snap.branches)
@@ -174,18 +183,24 @@ def invoice_statements(org_id: str, branch_id: str, ids: NewIds, *, number: str,
 
 
 def notification_statements(org_id: str, period: str, invoice_id: str | None,
-                            notifications: Sequence[tuple[str, int]]) -> list[Statement]:
-    """Mark exactly the rows read billed: each chunk asserts its rows are unbilled with the cost read."""
+                            notifications: Sequence[BilledRow]) -> list[Statement]:
+    """Mark exactly the rows read billed: each chunk asserts its rows are unbilled with the cost read.
+
+    The assertion compares each stored cost with the value read (`coalesce(cost, 0) = ?`, bound as read:
+    D1 binds every number as REAL and returns REALs as the shortest JSON number, which reads back as the
+    same double), never a rounding recomputed in SQL: SQLite's `round(1.005 * 100)` is 100 where half-up
+    paise are 101, and such a check would fail against the very rows it was planned from."""
     statements: list[Statement] = []
     for i in range(0, len(notifications), NOTIFICATION_CHUNK):
         chunk = notifications[i : i + NOTIFICATION_CHUNK]
-        ids = tuple(nid for nid, _ in chunk)
+        ids = tuple(row.id for row in chunk)
         marks = ", ".join("?" * len(ids))
+        cases = " ".join("WHEN ? THEN ?" for _ in chunk)
         statements += [
             expect_rows(
-                "SELECT count(*) = ? AND coalesce(sum(CAST(round(coalesce(cost, 0) * 100) AS INTEGER)), 0) = ?"
-                f" FROM notifications WHERE billed = 0 AND id IN ({marks})",
-                [len(ids), sum(p for _, p in chunk), *ids],
+                f"SELECT count(*) = ? FROM notifications WHERE id IN ({marks}) AND billed = 0"
+                f" AND coalesce(cost, 0) = CASE id {cases} END",
+                [len(ids), *ids, *(value for row in chunk for value in (row.id, _bound(row.stored)))],
             ),
             Statement(f"UPDATE notifications SET billed = 1 WHERE billed = 0 AND id IN ({marks})", ids),
             Statement(
@@ -195,3 +210,8 @@ def notification_statements(org_id: str, period: str, invoice_id: str | None,
             ),
         ]
     return statements
+
+
+def _bound(stored: SqlValue) -> SqlValue:
+    """The stored cost as the assertion binds it (NULL is compared as 0, like `coalesce(cost, 0)`)."""
+    return 0 if stored is None else stored

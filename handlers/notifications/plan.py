@@ -135,18 +135,6 @@ def channel_chain(requested: Channel | None, cfg: NotifyConfig) -> tuple[Channel
     return (first,)
 
 
-def normalize_phone(phone: str | None) -> str | None:
-    """E.164 digits without '+' (what WhatsApp and MSG91 take); a bare 10-digit number is Indian (+91)."""
-    if not phone:
-        return None
-    digits = "".join(ch for ch in phone if ch.isdigit())
-    if phone.strip().startswith("00"):
-        digits = digits[2:]
-    if len(digits) == 10 and not phone.strip().startswith("+"):
-        digits = "91" + digits
-    return digits if 8 <= len(digits) <= 15 else None
-
-
 # --- what to do next, given the recorded claims ---------------------------------------------------
 
 @dataclass(frozen=True)

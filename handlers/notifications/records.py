@@ -1,5 +1,6 @@
 """The statements notification dispatch writes: send claims (`notification_sends`, migration 0006),
-the billable `notifications` row, and audit rows by the org's system actor."""
+the `notifications` row and its charge (`notification_charges`, migration 0010), what providers
+reported about a send (`notification_deliveries`), and audit rows by the org's system actor."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from events.ids import new_id
 from events.notifications import Channel
 from handlers.audit import audit_row
+from handlers.notifications.delivery import Charge, Facts
 from handlers.notifications.plan import Claim
 from store import Statement, expect_rows, expect_version
 
@@ -84,14 +86,68 @@ def failed_without_request(s: Subject, channel: Channel, claim: Claim | None, re
     )]
 
 
-def notification_row(s: Subject, channel: Channel, cost: float, now_ms: int) -> list[Statement]:
-    """The billable record of a sent message: exactly one per notification id (asserted in the batch)."""
+def notification_row(s: Subject, charge: Charge, now_ms: int) -> list[Statement]:
+    """The record of a sent message, exactly one per notification id (asserted in the batch), and its
+    charge: `cost` is the rate-card amount once billable, 0 until then."""
+    billable = charge.state == "billable"
     return [
         expect_rows("SELECT count(*) = 0 FROM notifications WHERE id = ?", [s.notification_id]),
         Statement(
             "INSERT INTO notifications (id, branch_id, project_id, type, channel, cost, billed, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-            (s.notification_id, s.branch_id, s.project_id, s.kind, channel, cost, now_ms),
+            (s.notification_id, s.branch_id, s.project_id, s.kind, charge.channel,
+             charge.amount if billable else 0.0, now_ms),
+        ),
+        Statement(
+            "INSERT INTO notification_charges (id, channel, state, amount, billable_at, reason, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (s.notification_id, charge.channel, charge.state, charge.amount, now_ms if billable else None,
+             charge.reason, now_ms),
+        ),
+    ]
+
+
+def charge_change(notification_id: str, old: Charge, new: Charge, now_ms: int) -> list[Statement]:
+    """Move a notification's charge (at `old.version`); the `notifications` row follows: its channel is
+    the charged send's, its cost the amount once billable (asserted still unbilled), else 0."""
+    billable = new.state == "billable"
+    return [
+        expect_version("notification_charges", notification_id, old.version),
+        expect_rows("SELECT count(*) FROM notifications WHERE id = ? AND billed = 0", [notification_id]),
+        Statement(
+            "UPDATE notification_charges SET channel = ?, state = ?, amount = ?, billable_at = ?, reason = ?,"
+            " updated_at = ?, version = version + 1 WHERE id = ?",
+            (new.channel, new.state, new.amount, now_ms if billable else None, (new.reason or "")[:500] or None,
+             now_ms, notification_id),
+        ),
+        Statement("UPDATE notifications SET channel = ?, cost = ? WHERE id = ?",
+                  (new.channel, new.amount if billable else 0.0, notification_id)),
+    ]
+
+
+FACT_COLUMNS = ("provider_message_id", "progress", "sent_at", "delivered_at", "read_at", "failed_at", "failure_code",
+                "failure_reason", "provider_free", "fallback_at")
+
+
+def facts_write(claim_id: str, notification_id: str, channel: Channel, facts: Facts, *, version: int | None,
+                now_ms: int) -> list[Statement]:
+    """Insert a send's delivery facts (asserting none exist) or update them at `version`."""
+    values = tuple(int(v) if isinstance(v, bool) else v for v in (getattr(facts, c) for c in FACT_COLUMNS))
+    if version is None:
+        return [
+            expect_rows("SELECT count(*) = 0 FROM notification_deliveries WHERE id = ?", [claim_id]),
+            Statement(
+                f"INSERT INTO notification_deliveries (id, notification_id, channel, {', '.join(FACT_COLUMNS)},"
+                f" created_at, updated_at) VALUES (?, ?, ?, {', '.join('?' * len(FACT_COLUMNS))}, ?, ?)",
+                (claim_id, notification_id, channel, *values, now_ms, now_ms),
+            ),
+        ]
+    return [
+        expect_version("notification_deliveries", claim_id, version),
+        Statement(
+            f"UPDATE notification_deliveries SET {', '.join(f'{c} = ?' for c in FACT_COLUMNS)}, updated_at = ?,"
+            " version = version + 1 WHERE id = ?",
+            (*values, now_ms, claim_id),
         ),
     ]
 

@@ -52,6 +52,15 @@ async def h(sqlite_db: Database, arq_redis: ArqRedis, http: httpx.AsyncClient, s
     return await make_harness(sqlite_db, arq_redis, http, servers.url, Clock(utc(NOW_MS)))
 
 
+@pytest.fixture
+async def h_accepted(sqlite_db: Database, arq_redis: ArqRedis, http: httpx.AsyncClient,
+                     servers: ProviderServers) -> Harness:
+    """WhatsApp billed on acceptance (SV_BILLABLE_ON), so its cost is written at send."""
+    servers.reset()
+    return await make_harness(sqlite_db, arq_redis, http, servers.url, Clock(utc(NOW_MS)),
+                              billable_on={"whatsapp": "accepted"})
+
+
 async def rows(db: Database, sql: str, *params: object) -> list[dict[str, object]]:
     return await db.query(sql, params)  # type: ignore[arg-type]
 
@@ -60,7 +69,7 @@ def invoice_ref(t: Tenant) -> str:
     return "BLR-" + t.invoice_id[-8:].upper()
 
 
-async def test_a_whatsapp_notification_is_sent_once_and_recorded_with_its_rate_card_cost(
+async def test_a_whatsapp_notification_is_sent_once_to_the_e164_number_and_recorded_pending_delivery(
     db: Database, harness: Harness, servers: ProviderServers
 ) -> None:
     t = await make_tenant(db)
@@ -72,16 +81,20 @@ async def test_a_whatsapp_notification_is_sent_once_and_recorded_with_its_rate_c
     assert request.path == f"/v21.0/{PHONE_ID}/messages"
     assert request.headers["authorization"] == f"Bearer {WA_TOKEN}"
     assert request.body == {
-        "messaging_product": "whatsapp", "recipient_type": "individual", "to": "919800000001", "type": "template",
+        "messaging_product": "whatsapp", "recipient_type": "individual", "to": "+919800000001", "type": "template",
         "template": {"name": "invoice_due", "language": {"code": "en"}, "components": [{"type": "body", "parameters": [
             {"type": "text", "text": "Asha Rao"}, {"type": "text", "text": "₹1,180.00"},
             {"type": "text", "text": invoice_ref(t)}, {"type": "text", "text": "28 Sep 2026"}]}]},
         "biz_opaque_callback_data": ntf,
     }
+    # WhatsApp is billable when delivered (SV_BILLABLE_ON): recorded at send with cost 0 and a pending
+    # charge of the rate-card price, until a status webhook says delivered.
     assert await rows(db, "SELECT id, branch_id, project_id, type, channel, cost, billed, created_at"
                           " FROM notifications") == [
         {"id": ntf, "branch_id": t.branch_id, "project_id": t.project_id, "type": "invoice_due",
-         "channel": "whatsapp", "cost": 0.35, "billed": 0, "created_at": NOW_MS}]
+         "channel": "whatsapp", "cost": 0.0, "billed": 0, "created_at": NOW_MS}]
+    assert await rows(db, "SELECT id, channel, state, amount, billable_at FROM notification_charges") == [
+        {"id": ntf, "channel": "whatsapp", "state": "pending", "amount": 0.35, "billable_at": None}]
     assert await rows(db, "SELECT id, status, provider_message_id, attempts FROM notification_sends") == [
         {"id": f"{ntf}/whatsapp", "status": "sent", "provider_message_id": "wamid.TEST1", "attempts": 1}]
 
@@ -142,7 +155,7 @@ async def test_a_permanent_failure_without_fallback_dead_letters_with_an_audit_r
     await replay_dead(db, harness.deps.publisher, [env.event_id])
     assert await harness.run(env) == "applied"
     assert [r.status for r in servers.requests] == [400, 200]
-    assert await rows(db, "SELECT channel, cost FROM notifications") == [{"channel": "whatsapp", "cost": 0.35}]
+    assert await rows(db, "SELECT channel, cost FROM notifications") == [{"channel": "whatsapp", "cost": 0.0}]
 
 
 async def test_wrong_tenant_sends_nothing_and_writes_nothing(
@@ -195,7 +208,7 @@ async def test_a_429_and_5xx_storm_is_retried_honouring_retry_after_and_sends_ex
     assert servers.deliveries["whatsapp"] == 1
     assert await rows(sqlite_db, "SELECT status, attempts FROM notification_sends") == [
         {"status": "sent", "attempts": 5}]
-    assert await rows(sqlite_db, "SELECT channel, cost FROM notifications") == [{"channel": "whatsapp", "cost": 0.35}]
+    assert await rows(sqlite_db, "SELECT channel, cost FROM notifications") == [{"channel": "whatsapp", "cost": 0.0}]
 
 
 @pytest.mark.parametrize(("channel", "requests", "status"), [("whatsapp", 0, "unknown"), ("email", 1, "sent")])
@@ -236,8 +249,9 @@ async def test_a_branch_rate_cap_defers_the_burst_to_the_next_window(
 
 @pytest.mark.parametrize(("rate", "cost"), [("0.115", 0.12), (0.5, 0.5), ("1.005", 1.01), ("0", 0.0)])
 async def test_the_org_rate_card_overrides_the_default_cost(
-    rate: object, cost: float, h: Harness, servers: ProviderServers
+    rate: object, cost: float, h_accepted: Harness
 ) -> None:
+    h = h_accepted
     sqlite_db = h.deps.db
     t = await make_tenant(sqlite_db, org_config={"notifications": {"rate_card": {"whatsapp": rate}}})
     assert await h.run(await h.publish(t, "booking_confirmed")) == "applied"

@@ -26,6 +26,9 @@ from tests.support.provider_servers import ProviderServers, Scripted, provider_s
 pytestmark = pytest.mark.slow
 
 RATE_CARD = {"whatsapp": 0.35, "sms": 0.25, "email": 0.05}  # the documented defaults
+# What a notification costs when recorded: SMS and e-mail are billable when accepted, WhatsApp only once
+# a status webhook says delivered (SV_BILLABLE_ON), so it is recorded with cost 0 and a pending charge.
+COST_AT_SEND = {"whatsapp": 0.0, "sms": 0.25, "email": 0.05}
 
 
 @pytest.fixture
@@ -71,7 +74,7 @@ async def test_a_notification_due_at_23_00_inside_quiet_hours_is_sent_at_09_00(
     await pipeline.settle()
     assert len(servers.requests) == 1
     assert await pipeline.db.query("SELECT channel, cost, created_at FROM notifications") == [
-        {"channel": "whatsapp", "cost": 0.35, "created_at": nine_am}]
+        {"channel": "whatsapp", "cost": COST_AT_SEND["whatsapp"], "created_at": nine_am}]
 
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -134,7 +137,10 @@ async def test_across_worker_kills_duplicates_and_a_5xx_storm_each_notification_
     assert {r.headers["idempotency-key"] for r in servers.requests_for("email")} == {f"{ntf['email']}/email"}
     notifications = await db.query("SELECT id, channel, cost, billed FROM notifications ORDER BY channel")
     assert sorted(notifications, key=lambda r: r["id"]) == sorted(
-        [{"id": ntf[ch], "channel": ch, "cost": RATE_CARD[ch], "billed": 0} for ch in ntf], key=lambda r: r["id"])
+        [{"id": ntf[ch], "channel": ch, "cost": COST_AT_SEND[ch], "billed": 0} for ch in ntf], key=lambda r: r["id"])
+    charges = await db.query("SELECT id, state, amount FROM notification_charges")
+    assert {r["id"]: (r["state"], r["amount"]) for r in charges} == {
+        ntf[ch]: ("pending" if ch == "whatsapp" else "billable", RATE_CARD[ch]) for ch in ntf}
     statuses = await db.query("SELECT status, count(*) AS n FROM event_inbox GROUP BY status ORDER BY status")
     assert statuses == [{"status": "applied", "n": 3}, {"status": "ignored", "n": 1}]
     claims = {r["channel"]: r["status"] for r in await db.query("SELECT channel, status FROM notification_sends")}

@@ -119,8 +119,10 @@ async def make_harness(db: Database, redis: ArqRedis, http: httpx.AsyncClient, b
     settings = fast_settings("sqlite:///unused.db", "redis://unused", max_attempts=8)
     queue = ArqQueue(redis, settings.queue.queue_name)
     nsettings = notify_settings(base_url, **settings_overrides)
-    services = Services(notify=NotifyServices(build_senders(nsettings, http), RedisFixedWindow(redis),
-                                              nsettings.notify_rate_per_minute))
+    services = Services(notify=NotifyServices(
+        build_senders(nsettings, http), RedisFixedWindow(redis), nsettings.notify_rate_per_minute,
+        billable_on=nsettings.billable_on, status_unknown_grace_s=nsettings.status_unknown_grace_s,
+        fallback_grace_s=nsettings.fallback_grace_s, max_attempts=settings.worker.max_attempts))
     deps = Deps(settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=ROUTER,
                 clock=clock, backoff=Backoff(settings.worker.backoff_base, settings.worker.backoff_cap),
                 services=services)

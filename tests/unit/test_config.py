@@ -124,6 +124,6 @@ def test_docker_compose_passes_every_provider_and_secret_setting_through() -> No
     sections = [Settings.SECTIONS["notify"], Settings.SECTIONS["database"]]
     wanted = [variable(name) for section in sections for name in section.model_fields]
     wanted += [variable(name) for name in Settings.SECTIONS["ingress"].model_fields
-               if name.endswith(("_secrets", "_buckets", "_accounts"))]
+               if name.endswith(("_secrets", "_buckets", "_accounts", "_tokens", "_token"))]
     missing = [var for var in wanted if f"  {var}:" not in compose]
     assert missing == []

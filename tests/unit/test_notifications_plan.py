@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from core.money import to_paise
+from handlers.notifications.phones import InvalidPhone, default_region, to_e164
 from handlers.notifications.plan import (
     Claim,
     ConfigError,
@@ -18,7 +19,6 @@ from handlers.notifications.plan import (
     channel_chain,
     cost_of,
     next_step,
-    normalize_phone,
     notify_config,
     quiet_until,
 )
@@ -129,12 +129,39 @@ def test_next_step_never_sends_again_after_a_recorded_send(
     assert next_step(chain, claims, frozenset(failed_now), replay) == expected  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("phone", "e164"), [
-    ("+91 98000 00001", "919800000001"), ("9800000001", "919800000001"), ("0091-98000-00001", "919800000001"),
-    ("+1 (415) 555-0100", "14155550100"), ("", None), ("12345", None),
+@pytest.mark.parametrize(("phone", "region", "e164"), [
+    ("+91 98000 00001", "IN", "+919800000001"), ("9800000001", "IN", "+919800000001"),
+    ("0091-98000-00001", "IN", "+919800000001"), ("+1 (415) 555-0100", "IN", "+14155550100"),
+    # India's trunk prefix 0, with and without the country code: once mangled to 9109876543210.
+    ("09876543210", "IN", "+919876543210"), ("+91 (0) 98765 43210", "IN", "+919876543210"),
+    ("919876543210", "IN", "+919876543210"),
+    # The branch's country decides what a national number means.
+    ("050 123 4567", "AE", "+971501234567"), ("+91 98765 43210", "AE", "+919876543210"),
 ])
-def test_phone_numbers_become_e164_digits(phone: str, e164: str | None) -> None:
-    assert normalize_phone(phone) == e164
+def test_phone_numbers_become_e164_in_the_branch_country(phone: str, region: str, e164: str) -> None:
+    assert to_e164(phone, region) == e164
+
+
+@pytest.mark.parametrize(("phone", "why"), [
+    ("", "no phone number"), ("12345", "too short"), ("abc", "is not a phone number"),
+    ("050 123 4567", "not a valid number"),  # a UAE mobile typed nationally, read in India
+    ("+91 98765 432109", "not a valid number"),
+])
+def test_numbers_that_cannot_be_made_valid_are_refused_with_the_reason(phone: str, why: str) -> None:
+    with pytest.raises(InvalidPhone, match=why):
+        to_e164(phone, "IN")
+
+
+@pytest.mark.parametrize(("jsons", "region"), [
+    ((None, None, None), "IN"), (('{"country": "ae"}', None, None), "AE"),
+    (('{"state_code": "KA"}', '{"country": "SG"}', '{"country": "AE"}'), "SG"),
+    (('{"country": "India"}', None, '{"country": "GB"}'), "GB"),  # names are not codes: skipped
+    (("not json", '{"country": "XX"}', None), "IN"),
+])
+def test_the_default_region_is_the_branch_country_then_the_org_then_india(
+    jsons: tuple[str | None, str | None, str | None], region: str
+) -> None:
+    assert default_region(*jsons) == region
 
 
 @pytest.mark.parametrize(("paise", "text"), [
