@@ -22,6 +22,7 @@ from events.publish import Publisher
 from handlers.base import Router, Services
 from handlers.routes import ROUTER
 from jobqueue.arq_redis import ArqQueue
+from jobqueue.redis_cursor import RedisFeedCursor
 from store import Database
 from store.migrate import state
 from workers import runtime
@@ -67,9 +68,10 @@ async def build_deps(settings: Settings, redis: ArqRedis, router: Router = ROUTE
     failpoints = Failpoints(settings.worker.failpoint_names)
     queue = ArqQueue(redis, settings.queue.queue_name)
     services = Services(notify=notify_services(settings.notify, http, redis, failpoints))
+    feed = RedisFeedCursor(redis, f"{settings.queue.queue_name}:feed") if settings.worker.feed_enabled else None
     return Deps(settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=router,
                 clock=clock, backoff=Backoff(settings.worker.backoff_base, settings.worker.backoff_cap),
-                services=services, failpoints=failpoints, resources=stack)
+                services=services, failpoints=failpoints, resources=stack, feed=feed)
 
 
 async def close_deps(deps: Deps) -> None:

@@ -71,6 +71,12 @@ class WorkerSettings(Section):
     backoff_cap: float = Field(900.0, gt=0)
     redrive_grace: float = Field(60.0, ge=0)  # pending this long without being applied → re-enqueue
     redrive_every_minutes: int = Field(1, ge=1, le=30)
+    # The inbox feed poller (one per worker; of several workers one polls at a time): events other
+    # producers wrote straight into the inbox (the app's outbox) are enqueued within about this long.
+    feed_enabled: bool = True
+    feed_poll_interval: float = Field(0.25, gt=0, le=60)
+    feed_page_size: int = Field(500, ge=1, le=1000)
+    feed_retention_s: float = Field(3600.0, ge=0)  # feed rows already enqueued are pruned after this
     # false: no scheduled jobs but the re-drive (for tests and workers dedicated to events).
     scheduled_jobs: bool = True
     # Crash testing only: comma-separated failpoints (before_batch, after_batch, after_send) at which

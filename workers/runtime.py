@@ -21,6 +21,7 @@ from jobqueue.arq_redis import APPLY_JOB, deserialize, serialize
 from workers.apply import apply_event
 from workers.crons import cron_jobs
 from workers.deps import Deps
+from workers.feed import FeedPoller
 
 log = structlog.get_logger("studiovault.worker")
 
@@ -66,6 +67,7 @@ async def stop_worker(worker: PipelineWorker, grace: float = 0.0) -> None:
     """
     loop = asyncio.get_running_loop()
     worker.allow_pick_jobs = False
+    await _stop_feed(worker.ctx)
     poller = worker.main_task
     if poller is not None:  # finish start-up and the current poll: no job starts after it
         await _until_between_polls(worker, poller, within=max(grace, 10.0))
@@ -84,17 +86,26 @@ async def stop_worker(worker: PipelineWorker, grace: float = 0.0) -> None:
     await worker.close()
 
 
+async def _stop_feed(ctx: dict[str, Any] | None) -> None:
+    poller = (ctx or {}).pop("feed_poller", None)
+    if isinstance(poller, FeedPoller):
+        await poller.stop()
+
+
 def worker_settings(settings: Settings, start: StartDeps, stop: StopDeps) -> dict[str, Any]:
     """Keyword arguments for `arq.Worker` (tested: each is a real Worker parameter). `start` builds the
     job dependencies from the worker's Redis pool once it is connected; `stop` releases them."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["deps"] = await start(ctx["redis"])
+        deps = ctx["deps"] = await start(ctx["redis"])
+        if deps.feed is not None:  # the inbox feed poller (producers.inbox_feed): the app's outbox rows
+            ctx["feed_poller"] = FeedPoller(deps, deps.feed).start()
         log.info("worker_ready", queue=settings.queue.queue_name, database=redact_url(settings.database.database_url),
                  max_jobs=settings.worker.max_jobs, poll_delay=settings.worker.poll_delay,
                  scheduled_jobs=settings.worker.scheduled_jobs)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await _stop_feed(ctx)
         if "deps" in ctx:
             await stop(ctx["deps"])
 
