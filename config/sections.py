@@ -6,6 +6,9 @@ defaults are the measured, shipped ones (README, Settings).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -14,6 +17,16 @@ SQLITE_PREFIX = "sqlite:///"
 D1_PREFIXES = ("d1+https://", "d1+http://")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+# A producer's name (`SV_PRODUCER_SECRETS` keys, `event_inbox.producer`).
+PRODUCER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+
+
+def _is_whsec(secret: str) -> bool:
+    raw = secret.removeprefix("whsec_")
+    try:
+        return secret.startswith("whsec_") and bool(base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True))
+    except (binascii.Error, ValueError):
+        return False
 
 
 class Section(BaseModel):
@@ -113,12 +126,34 @@ class IngressSettings(Section):
     standard_webhook_tolerance_s: int = Field(300, gt=0)
     r2_buckets: list[str] = Field(default_factory=list)  # accept R2 notifications only from these (empty: any)
     r2_accounts: list[str] = Field(default_factory=list)
+    # `POST /events` producers (the desktop sync service, other tools) and their Standard Webhooks secrets,
+    # e.g. {"desktop-sync": ["whsec_new", "whsec_old"]}: several during a rotation. The secret that verifies
+    # a request names its producer, so no two producers may share one.
+    producer_secrets: dict[str, list[SecretStr]] = Field(default_factory=dict)
 
     @field_validator("razorpay_webhook_secrets", "stripe_webhook_secrets", "standard_webhook_secrets")
     @classmethod
     def _drop_blank(cls, secrets: list[SecretStr]) -> list[SecretStr]:
         # A blank secret would let anyone sign (an HMAC keyed with "" is public): never keep one.
         return [s for s in secrets if s.get_secret_value().strip()]
+
+    @field_validator("producer_secrets")
+    @classmethod
+    def _producers(cls, producers: dict[str, list[SecretStr]]) -> dict[str, list[SecretStr]]:
+        kept: dict[str, list[SecretStr]] = {}
+        seen: dict[str, str] = {}
+        for name, secrets in producers.items():
+            if not PRODUCER_NAME.fullmatch(name):
+                raise ValueError(f"producer name {name!r} must match {PRODUCER_NAME.pattern}")
+            kept[name] = [s for s in secrets if s.get_secret_value().strip()]
+            for secret in kept[name]:
+                value = secret.get_secret_value()
+                if not _is_whsec(value):
+                    raise ValueError(f"producer {name!r}: a secret must be whsec_ followed by non-empty base64")
+                if value in seen:
+                    raise ValueError(f"producers {seen[value]!r} and {name!r} share a secret: each needs its own")
+                seen[value] = name
+        return kept
 
 
 class NotifySettings(Section):

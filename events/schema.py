@@ -8,6 +8,9 @@ these schemas, generated from the pydantic models so the two sides cannot drift 
     schemas/events/<type>.v<version>.json       one payload schema per event type and version
     schemas/index.json                          the types, their versions, and which ones external
                                                 producers may publish
+    schemas/fingerprints.json                   the shape of every type and version ever exported: a
+                                                model whose shape changes without a schema_version
+                                                bump is refused (`fingerprint_conflicts`)
 
 JSON Schema draft 2020-12. The entity IDs (`org_<uuidv7>`, ...) are checked in Python by
 `AfterValidator`s (`events.ids`), which pydantic leaves out of its JSON Schema; the generator here
@@ -17,6 +20,7 @@ enforces it too. Regenerate after changing an event model (see schemas/README.md
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
@@ -28,17 +32,15 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from events import ids
+from events.catalog import EXTERNALLY_PUBLISHABLE
 from events.envelope import Envelope, Event
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_URI = "https://studiovault.in/schemas"
 ENVELOPE_FILE = "envelope.json"
 INDEX_FILE = "index.json"
+FINGERPRINTS_FILE = "fingerprints.json"
 EVENTS_DIR = "events"
-
-# Event types a producer outside the pipeline (the app, the desktop sync, the R2 relay) may publish.
-# Everything else (payments, billing) is only ever published by the pipeline's own ingress and crons.
-EXTERNALLY_PUBLISHABLE: frozenset[str] = frozenset({"notification.due", "media.uploaded", "media.deleted"})
 
 # The JSON Schema (ECMAScript regex) form of `events.ids.validate_id`: canonical lowercase hyphenated
 # UUID, version 7, RFC 4122 variant, after `<prefix>_`.
@@ -119,13 +121,13 @@ class EventJsonSchema(GenerateJsonSchema):
         return {**inner, "$comment": f"also checked in Python by {name}, which JSON Schema does not express"}
 
 
-def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema(mode="validation", schema_generator=EventJsonSchema)
 
 
 def event_schema(cls: type[Event]) -> dict[str, Any]:
     """The JSON Schema of `cls`'s payload (what `Envelope.payload` holds for its type and version)."""
-    schema = _model_schema(cls)
+    schema = model_schema(cls)
     schema.pop("title", None)
     return {
         "$schema": DIALECT,
@@ -137,7 +139,7 @@ def event_schema(cls: type[Event]) -> dict[str, Any]:
 
 def envelope_schema() -> dict[str, Any]:
     """The JSON Schema of `Envelope`: what `event_inbox.payload_json` holds."""
-    schema = _model_schema(Envelope)
+    schema = model_schema(Envelope)
     schema.pop("title", None)
     return {"$schema": DIALECT, "$id": f"{BASE_URI}/{ENVELOPE_FILE}", "title": "Envelope", **schema}
 
@@ -190,14 +192,37 @@ def render(document: Mapping[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def schema_files(
+    directory: Path,
+    event_classes: Iterable[type[Event]],
+    publishable: Iterable[str] = EXTERNALLY_PUBLISHABLE,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, str]:
+    """Every file the export writes, rendered, by path relative to `directory`: the event schemas, the
+    envelope's, the index, the fingerprints (merged with those recorded in `directory`) and `extra`
+    documents (the producer API's OpenAPI document)."""
+    classes = list(event_classes)
+    documents: dict[str, Mapping[str, Any]] = {**event_schemas(classes, publishable), **(extra or {})}
+    documents[FINGERPRINTS_FILE] = fingerprints_document(directory, classes)
+    return {path: render(document) for path, document in documents.items()}
+
+
 def write_schemas(
-    directory: Path, event_classes: Iterable[type[Event]], publishable: Iterable[str] = EXTERNALLY_PUBLISHABLE
+    directory: Path,
+    event_classes: Iterable[type[Event]],
+    publishable: Iterable[str] = EXTERNALLY_PUBLISHABLE,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Path]:
     """Write the schema files into `directory` and return the paths that changed (written or removed).
 
-    Files whose content is already right are left alone; event schemas of types or versions no longer
-    given are removed from `directory/events/`. Nothing else in `directory` is touched."""
-    files = {path: render(document) for path, document in event_schemas(event_classes, publishable).items()}
+    Refuses (ValueError, nothing written) while `fingerprint_conflicts` finds a changed version. Files
+    whose content is already right are left alone; event schemas of types or versions no longer given
+    are removed from `directory/events/`. Nothing else in `directory` is touched."""
+    classes = list(event_classes)
+    conflicts = fingerprint_conflicts(directory, classes)
+    if conflicts:
+        raise ValueError("; ".join(conflicts))
+    files = schema_files(directory, classes, publishable, extra)
     changed: list[Path] = []
     for relative, text in sorted(files.items()):
         target = directory / relative
@@ -206,8 +231,7 @@ def write_schemas(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
         changed.append(target)
-    events_dir = directory / EVENTS_DIR
-    for stale in sorted(events_dir.glob("*.v*.json")):
+    for stale in sorted((directory / EVENTS_DIR).glob("*.v*.json")):
         if f"{EVENTS_DIR}/{stale.name}" not in files:
             stale.unlink()
             changed.append(stale)
@@ -215,18 +239,86 @@ def write_schemas(
 
 
 def stale_schemas(
-    directory: Path, event_classes: Iterable[type[Event]], publishable: Iterable[str] = EXTERNALLY_PUBLISHABLE
+    directory: Path,
+    event_classes: Iterable[type[Event]],
+    publishable: Iterable[str] = EXTERNALLY_PUBLISHABLE,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[str]:
     """The schema files in `directory` that `write_schemas` would change (empty: up to date). For CI."""
-    files = {path: render(document) for path, document in event_schemas(event_classes, publishable).items()}
+    files = schema_files(directory, event_classes, publishable, extra)
     out_of_date = [
         relative
         for relative, text in sorted(files.items())
         if not (directory / relative).is_file() or (directory / relative).read_text(encoding="utf-8") != text
     ]
-    extra = [
+    extra_files = [
         f"{EVENTS_DIR}/{path.name}"
         for path in sorted((directory / EVENTS_DIR).glob("*.v*.json"))
         if f"{EVENTS_DIR}/{path.name}" not in files
     ]
-    return out_of_date + extra
+    return out_of_date + extra_files
+
+
+# ---- fingerprints: a published version's shape never changes ------------------------------------------
+
+# Keywords that document a schema without changing what it accepts: editing a docstring or a title is
+# not a new version. Everything else (types, required, patterns, enums, defaults, ...) is shape.
+_ANNOTATIONS = frozenset({"title", "description", "$comment", "examples", "$id", "$schema"})
+_NAME_MAPS = frozenset({"properties", "$defs", "definitions", "patternProperties", "dependentSchemas"})
+
+
+def _shape(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_shape(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {
+        key: ({name: _shape(sub) for name, sub in value.items()} if key in _NAME_MAPS and isinstance(value, dict)
+              else _shape(value))
+        for key, value in node.items() if key not in _ANNOTATIONS
+    }
+
+
+def fingerprint(schema: Mapping[str, Any]) -> str:
+    """`sha256:<hex>` of the schema's shape (annotations left out), stable across runs."""
+    canonical = json.dumps(_shape(dict(schema)), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def read_fingerprints(directory: Path) -> dict[str, dict[str, str]]:
+    path = directory / FINGERPRINTS_FILE
+    if not path.is_file():
+        return {}
+    document = json.loads(path.read_text(encoding="utf-8"))
+    return {t: dict(v) for t, v in document.get("fingerprints", {}).items()}
+
+
+def fingerprint_conflicts(directory: Path, event_classes: Iterable[type[Event]]) -> list[str]:
+    """Every event type and version whose model no longer has the shape recorded when it was first
+    exported: its schema_version must be bumped (the old version's events are still in inboxes and
+    queues, and producers validate against the old file). Empty: no conflict."""
+    recorded = read_fingerprints(directory)
+    problems = []
+    for cls in sorted(event_classes, key=lambda c: (c.event_type, c.schema_version)):
+        was = recorded.get(cls.event_type, {}).get(str(cls.schema_version))
+        now = fingerprint(event_schema(cls))
+        if was is not None and was != now:
+            problems.append(
+                f"{cls.event_type} v{cls.schema_version} ({cls.__module__}.{cls.__qualname__}) changed shape since "
+                f"it was exported ({was[:19]}… → {now[:19]}…): bump its schema_version (keep v{cls.schema_version} "
+                f"readable) instead of changing a published version"
+            )
+    return problems
+
+
+def fingerprints_document(directory: Path, event_classes: Iterable[type[Event]]) -> dict[str, Any]:
+    """The fingerprints file after an export: every version recorded before (history is kept, so a
+    removed version cannot come back with another shape) plus the current classes' versions."""
+    merged = read_fingerprints(directory)
+    for cls in event_classes:
+        merged.setdefault(cls.event_type, {}).setdefault(str(cls.schema_version), fingerprint(event_schema(cls)))
+    return {
+        "$comment": "Generated by `studiovault schema export`: the shape of every event type and version ever "
+                    "exported. A changed shape needs a new schema_version; do not edit by hand.",
+        "fingerprints": {t: dict(sorted(v.items(), key=lambda kv: int(kv[0]))) for t, v in sorted(merged.items())},
+    }

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from config import IngressSettings
 from ingress.pipeline import IngressContext, IngressDeps, IngressError, answer_error, context
-from ingress.sources import r2, razorpay, stripe
+from ingress.sources import producer, r2, razorpay, stripe
 
 
 async def healthz(_: Request) -> JSONResponse:
@@ -46,6 +46,7 @@ ROUTES: list[BaseRoute] = [
     *razorpay.routes,
     *stripe.routes,
     *r2.routes,
+    *producer.routes,
 ]
 
 OpenDeps = Callable[[], AbstractAsyncContextManager[IngressDeps]]
