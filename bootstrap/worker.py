@@ -22,7 +22,7 @@ from events.publish import Publisher
 from handlers.base import Router, Services
 from handlers.routes import ROUTER
 from jobqueue.arq_redis import ArqQueue
-from jobqueue.redis_cursor import RedisFeedCursor
+from jobqueue.redis_cursor import RedisFeedCursor, feed_prefix
 from store import Database
 from store.migrate import state
 from workers import runtime
@@ -68,7 +68,7 @@ async def build_deps(settings: Settings, redis: ArqRedis, router: Router = ROUTE
     failpoints = Failpoints(settings.worker.failpoint_names)
     queue = ArqQueue(redis, settings.queue.queue_name)
     services = Services(notify=notify_services(settings.notify, http, redis, failpoints))
-    feed = RedisFeedCursor(redis, f"{settings.queue.queue_name}:feed") if settings.worker.feed_enabled else None
+    feed = RedisFeedCursor(redis, feed_prefix(settings.queue.queue_name)) if settings.worker.feed_enabled else None
     return Deps(settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=router,
                 clock=clock, backoff=Backoff(settings.worker.backoff_base, settings.worker.backoff_cap),
                 services=services, failpoints=failpoints, resources=stack, feed=feed)

@@ -28,6 +28,11 @@ return 0
 """
 
 
+def feed_prefix(queue_name: str) -> str:
+    """The keys' prefix for a queue: the cursor is `<queue>:feed:cursor`, the lock `<queue>:feed:lock`."""
+    return f"{queue_name}:feed"
+
+
 class RedisFeedCursor:
     """`FeedCursor` on a redis-py asyncio client (arq's pool is one)."""
 
@@ -43,6 +48,11 @@ class RedisFeedCursor:
             return None
         raw = await self.redis.get(self.cursor_key)
         return FeedLease(token, None if raw is None else int(raw))
+
+    async def current(self) -> int | None:
+        """The cursor as it is now (for operators), without the lock."""
+        raw = await self.redis.get(self.cursor_key)
+        return None if raw is None else int(raw)
 
     async def advance(self, lease: FeedLease, seq: int) -> bool:
         return bool(await self.redis.eval(_ADVANCE, 2, self.lock_key, self.cursor_key, lease.token, seq))

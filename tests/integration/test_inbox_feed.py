@@ -18,6 +18,7 @@ from events.publish import Publisher
 from jobqueue.arq_redis import ArqQueue, connect
 from jobqueue.redis_cursor import RedisFeedCursor
 from producers.inbox_feed import POLL_SQL, poll_feed, prune_feed
+from readmodels.inbox import feed_waiting
 from store import ConstraintViolation, Database, Statement
 from tests.support.factories import make_tenant
 from tests.support.pipeline import Pipeline
@@ -171,6 +172,15 @@ async def test_pruning_keeps_rows_not_yet_behind_the_cursor_or_young(db: Databas
     await external_insert(db, event("young"), NOW)
     assert await prune_feed(db, cursor, NOW, timedelta(hours=1)) == 3
     assert len(await feed(db)) == 2
+
+
+async def test_feed_waiting_counts_the_rows_after_the_cursor(db: Database, queue: ArqQueue) -> None:
+    cursor = RedisFeedCursor(queue.redis, "test:feed:feed")
+    for i in range(3):
+        await external_insert(db, event(f"k:{i}"))
+    assert await feed_waiting(db, await cursor.current()) == 3
+    await poll_feed(db, queue, cursor, NOW, limit=2)
+    assert await feed_waiting(db, await cursor.current()) == 1
 
 
 async def test_a_lost_cursor_replays_the_feed_kept_and_enqueues_only_pending(db: Database, queue: ArqQueue) -> None:

@@ -39,7 +39,7 @@ from store.migrate import migrate
 from store.sqlite import SqliteDatabase
 from tests.support.redis_server import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]  # a bound on top of the fixed example count
 SECRET = "whsec_c2NoZW1hdGhlc2lzLXByb2R1Y2VyLXNlY3JldC0wMDA="
 EXAMPLES = 60
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
