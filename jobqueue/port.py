@@ -31,8 +31,10 @@ class FeedLease:
 class FeedCursor(Protocol):
     """The feed poller's shared cursor, and a short lock so that of several workers one polls at a time."""
 
-    async def acquire(self) -> FeedLease | None:
-        """Take the lock for one poll; None when another worker holds it."""
+    async def acquire(self, spacing_s: float = 0.0) -> FeedLease | None:
+        """Take the lock for one poll; None when another worker holds it, or (`spacing_s` > 0) when any
+        worker polled less than `spacing_s` ago: however many workers run, the feed is read at most
+        once per spacing (a worker draining a full page passes 0)."""
         ...
 
     async def advance(self, lease: FeedLease, seq: int) -> bool:

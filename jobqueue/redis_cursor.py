@@ -1,7 +1,9 @@
 """The feed poller's cursor and lock on Redis (`FeedCursor`).
 
-Two keys under one prefix: `<prefix>:cursor` (the last feed seq enqueued) and `<prefix>:lock` (held
-for one poll, with a TTL so a worker that dies mid-poll blocks the others for at most `lock_ms`).
+Three keys under one prefix: `<prefix>:cursor` (the last feed seq enqueued), `<prefix>:lock` (held for
+one poll, with a TTL so a worker that dies mid-poll blocks the others for at most `lock_ms`) and
+`<prefix>:spacing` (set for the spacing asked at each poll: with many workers the database still sees
+one poll per spacing, not one per worker).
 The cursor moves only forward, and only while the mover still holds the lock (a Lua script checks
 both atomically): a worker that stalled past its lock's TTL cannot move the cursor back over rows
 another worker has enqueued since.
@@ -40,9 +42,13 @@ class RedisFeedCursor:
         self.redis = redis
         self.lock_key = f"{prefix}:lock"
         self.cursor_key = f"{prefix}:cursor"
+        self.spacing_key = f"{prefix}:spacing"
         self.lock_ms = lock_ms
 
-    async def acquire(self) -> FeedLease | None:
+    async def acquire(self, spacing_s: float = 0.0) -> FeedLease | None:
+        spacing_ms = int(spacing_s * 1000)
+        if spacing_ms > 0 and not await self.redis.set(self.spacing_key, 1, nx=True, px=spacing_ms):
+            return None
         token = secrets.token_hex(8)
         if not await self.redis.set(self.lock_key, token, nx=True, px=self.lock_ms):
             return None

@@ -9,9 +9,10 @@ primary key — `WHERE seq > ? ORDER BY seq LIMIT ?`, plus one primary-key looku
 An event id says nothing about arrival: a desktop record synced days late has a days-old UUIDv7 and
 the next seq, so it is picked up like any other.
 
-Of several workers, one polls at a time (a Redis lock per poll); the cursor moves only after the page
-is enqueued, and only forward. Enqueuing twice is harmless (arq refuses a job id it holds; the inbox
-guard applies an event once), losing a row is not: so a failure leaves the cursor where it was. The
+Of several workers, one polls at a time (a Redis lock per poll) and the feed is read at most once per
+spacing however many workers run; the cursor moves only after the page is enqueued, and only forward.
+Enqueuing twice is harmless (arq refuses a job id it holds; the inbox guard applies an event once),
+losing a row is not: so a failure leaves the cursor where it was. The
 re-drive sweeper (every minute) stays the safety net for anything the feed misses (a Redis flush that
 takes the cursor with it starts again from the oldest feed row kept).
 """
@@ -55,9 +56,11 @@ async def start_of_feed(db: Database) -> int:
     return int(rows[0]["start"])
 
 
-async def poll_feed(db: Database, queue: Queue, cursor: FeedCursor, now: datetime, limit: int = 500) -> FeedPoll:
-    """Enqueue the pending events after the cursor (up to `limit` feed rows), then advance it."""
-    lease = await cursor.acquire()
+async def poll_feed(db: Database, queue: Queue, cursor: FeedCursor, now: datetime, *, limit: int = 500,
+                    spacing_s: float = 0.0) -> FeedPoll:
+    """Enqueue the pending events after the cursor (up to `limit` feed rows), then advance it. Skipped
+    (`polled` False) while another worker polls, or polled less than `spacing_s` ago."""
+    lease = await cursor.acquire(spacing_s)
     if lease is None:
         return FeedPoll(polled=False)
     try:

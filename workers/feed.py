@@ -1,9 +1,10 @@
 """The inbox feed poller's loop, one per worker process (`producers.inbox_feed` does each poll).
 
-It polls every `SV_FEED_POLL_INTERVAL` (0.25 s, jittered so several workers do not poll in step),
-at once again after a full page, and backs off (up to 5 s) while the database or Redis fails. Feed
-rows behind the cursor and older than `SV_FEED_RETENTION_S` are pruned about once a minute. `stop()`
-lets a poll in progress finish (bounded) before cancelling, so no Redis exchange is cut in half.
+It polls every `SV_FEED_POLL_INTERVAL` (0.25 s, jittered), at once again after a full page, and backs
+off (up to 5 s) while the database or Redis fails; with several workers the feed is still read about
+once per interval (a spacing key shared in Redis). Feed rows behind the cursor and older than
+`SV_FEED_RETENTION_S` are pruned about once a minute. `stop()` lets a poll in progress finish (bounded)
+before cancelling, so no Redis exchange is cut in half.
 """
 
 from __future__ import annotations
@@ -55,10 +56,14 @@ class FeedPoller:
     async def _run(self) -> None:
         config = self.deps.settings.worker
         interval, failures, pruned_at = config.feed_poll_interval, 0, time.monotonic()
+        draining = False
         while not self.stopping.is_set():
             try:
+                # Spacing = the shortest jittered sleep: one worker is never held back by its own last poll,
+                # several together read the feed at most once per 0.8 interval. A full page drains at once.
                 result = await poll_feed(self.deps.db, self.deps.queue, self.cursor, self.deps.clock(),
-                                         config.feed_page_size)
+                                         limit=config.feed_page_size, spacing_s=0.0 if draining else interval * 0.8)
+                draining = result.full
                 self.polls += 1
                 if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
                     pruned_at = time.monotonic()

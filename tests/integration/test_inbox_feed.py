@@ -149,6 +149,16 @@ async def test_concurrent_pollers_enqueue_each_row_once_and_a_held_lock_skips(db
     await cursors[0].release(lease)
 
 
+async def test_several_workers_read_the_feed_once_per_spacing(db: Database, queue: ArqQueue) -> None:
+    """However many workers poll, the database sees one poll per spacing (a draining worker passes 0)."""
+    workers = [RedisFeedCursor(queue.redis, "test:feed:feed") for _ in range(3)]
+    polled = [(await poll_feed(db, queue, c, NOW, spacing_s=0.3)).polled for c in workers]
+    assert polled == [True, False, False]
+    assert (await poll_feed(db, queue, workers[1], NOW, spacing_s=0.0)).polled  # draining a full page
+    await asyncio.sleep(0.35)
+    assert (await poll_feed(db, queue, workers[2], NOW, spacing_s=0.3)).polled
+
+
 async def test_a_stale_lease_cannot_move_the_cursor(queue: ArqQueue) -> None:
     cursor = RedisFeedCursor(queue.redis, "test:feed:feed", lock_ms=50)
     stale = await cursor.acquire()
