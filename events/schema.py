@@ -20,7 +20,6 @@ enforces it too. Regenerate after changing an event model (see schemas/README.md
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
@@ -34,12 +33,12 @@ from pydantic_core import core_schema
 from events import ids
 from events.catalog import EXTERNALLY_PUBLISHABLE
 from events.envelope import Envelope, Event
+from events.fingerprints import FINGERPRINTS_FILE, fingerprint, read_fingerprints
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_URI = "https://studiovault.in/schemas"
 ENVELOPE_FILE = "envelope.json"
 INDEX_FILE = "index.json"
-FINGERPRINTS_FILE = "fingerprints.json"
 EVENTS_DIR = "events"
 
 # The JSON Schema (ECMAScript regex) form of `events.ids.validate_id`: canonical lowercase hyphenated
@@ -260,38 +259,6 @@ def stale_schemas(
 
 
 # ---- fingerprints: a published version's shape never changes ------------------------------------------
-
-# Keywords that document a schema without changing what it accepts: editing a docstring or a title is
-# not a new version. Everything else (types, required, patterns, enums, defaults, ...) is shape.
-_ANNOTATIONS = frozenset({"title", "description", "$comment", "examples", "$id", "$schema"})
-_NAME_MAPS = frozenset({"properties", "$defs", "definitions", "patternProperties", "dependentSchemas"})
-
-
-def _shape(node: Any) -> Any:
-    if isinstance(node, list):
-        return [_shape(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    return {
-        key: ({name: _shape(sub) for name, sub in value.items()} if key in _NAME_MAPS and isinstance(value, dict)
-              else _shape(value))
-        for key, value in node.items() if key not in _ANNOTATIONS
-    }
-
-
-def fingerprint(schema: Mapping[str, Any]) -> str:
-    """`sha256:<hex>` of the schema's shape (annotations left out), stable across runs."""
-    canonical = json.dumps(_shape(dict(schema)), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def read_fingerprints(directory: Path) -> dict[str, dict[str, str]]:
-    path = directory / FINGERPRINTS_FILE
-    if not path.is_file():
-        return {}
-    document = json.loads(path.read_text(encoding="utf-8"))
-    return {t: dict(v) for t, v in document.get("fingerprints", {}).items()}
-
 
 def fingerprint_conflicts(directory: Path, event_classes: Iterable[type[Event]]) -> list[str]:
     """Every event type and version whose model no longer has the shape recorded when it was first
