@@ -53,12 +53,20 @@ async def _billing(run: Run) -> None:
     await run_billing(run)
 
 
+async def _pickup(run: Run) -> None:
+    from bench.pickup import run_pickup  # noqa: PLC0415
+
+    await run_pickup(run)
+
+
 SCENARIOS: dict[str, tuple[str, Callable[[Run], Awaitable[None]]]] = {
     "ceilings": ("arq no-op (tuned and default), Redis, SQLite batch commits", _ceilings),
     "apply": ("payment-captured events drained by 1 and 2 worker processes on SQLite", _apply),
     "d1": ("the apply path on the D1 bridge under miniflare: events/s, HTTP requests per event", _d1),
     "ingress": ("signed Razorpay webhooks: fixed rate, saturation, end-to-end latency", _ingress),
     "billing": ("closing a billing period for many orgs with media and notifications", _billing),
+    "pickup": ("outbox rows written straight into D1/SQLite: commit → enqueued/applied, with 100k more rows",
+               _pickup),
 }
 
 

@@ -28,6 +28,8 @@ class Sizes:
     billing_orgs: tuple[int, ...]
     billing_media_per_org: int
     billing_notifications_per_org: int
+    pickup_events: int = 100
+    pickup_inbox_rows: int = 100_000
 
 
 FULL = Sizes(
@@ -39,6 +41,7 @@ QUICK = Sizes(
     noop_jobs=2_000, noop_jobs_default=600, sqlite_batches=1_000, redis_requests=20_000,
     apply_events=500, apply_events_default=150, hot_events=50, d1_events=120, ingress_seconds=2.0,
     billing_orgs=(100, 1_000), billing_media_per_org=100, billing_notifications_per_org=10,
+    pickup_events=40, pickup_inbox_rows=100_000,
 )
 
 

@@ -23,6 +23,14 @@ RATIOS: list[tuple[str, str, str, str]] = [
     ("ratio.arq_default_apply_vs_noop", "apply on arq defaults / arq no-op on defaults",
      "apply.sqlite.1w_arq_default", "ceiling.arq_noop_default"),
     ("ratio.d1_vs_sqlite", "apply on D1 (miniflare) / apply on SQLite", "apply.d1.inprocess", "apply.sqlite.1w"),
+    ("ratio.pickup_d1_applied_vs_publisher", "D1: outbox commit→applied p99 / Publisher publish→applied p99",
+     "pickup.d1.outbox.applied_p99_ms", "pickup.d1.publisher.applied_p99_ms"),
+    ("ratio.pickup_d1_large_vs_small", "D1: outbox commit→enqueued p99, +100k rows / small inbox",
+     "pickup.d1.outbox_large.enqueued_p99_ms", "pickup.d1.outbox.enqueued_p99_ms"),
+    ("ratio.pickup_d1_poll_large_vs_small", "D1: poll query (over SELECT 1), +100k rows / small inbox",
+     "pickup.d1.poll_vs_select1_large", "pickup.d1.poll_vs_select1_small"),
+    ("ratio.pickup_sqlite_poll_large_vs_small", "SQLite: poll query (over SELECT 1), +100k rows / small inbox",
+     "pickup.sqlite.poll_vs_select1_large", "pickup.sqlite.poll_vs_select1_small"),
     ("ratio.ingress_vs_noop_tuned", "ingress accepted/s / arq no-op tuned", "ingress.saturation_accepted",
      "ceiling.arq_noop_tuned"),
 ]
@@ -47,6 +55,12 @@ TARGETS = [
     Target("billing grows linearly (per-org time ratio ≤ 1.25)", "billing.per_org_growth", "<=", 1.25, "x"),
     Target("worker peak RSS < 120 MB", "memory.worker_peak_rss_mb", "<=", 120.0, "MB"),
     Target("ingress peak RSS < 120 MB", "memory.ingress_peak_rss_mb", "<=", 120.0, "MB"),
+    Target("outbox pickup on D1: commit → enqueued p99 < 2 s", "pickup.d1.outbox.enqueued_p99_ms", "<=", 2000.0, "ms"),
+    Target("same with 100k more inbox rows: p99 < 2 s", "pickup.d1.outbox_large.enqueued_p99_ms", "<=", 2000.0, "ms"),
+    Target("3-day-old UUIDv7s on D1: commit → enqueued p99 < 2 s", "pickup.d1.outbox.old_id_enqueued_p99_ms", "<=",
+           2000.0, "ms"),
+    Target("outbox pickup on SQLite: commit → enqueued p99 < 2 s", "pickup.sqlite.outbox.enqueued_p99_ms", "<=",
+           2000.0, "ms"),
     Target("D1: 1 HTTP request per applied event", "d1.requests_per_event", "<=", 1.0, "req/event"),
 ]
 

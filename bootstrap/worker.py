@@ -26,6 +26,7 @@ from events.publish import Publisher
 from handlers.base import Router, Services
 from handlers.routes import ROUTER
 from jobqueue.arq_redis import ArqQueue
+from jobqueue.redis_cursor import RedisFeedCursor, feed_prefix
 from workers import runtime
 from workers.deps import Deps
 from workers.failpoints import Failpoints
@@ -64,9 +65,10 @@ async def build_deps(settings: Settings, redis: ArqRedis, router: Router = ROUTE
     services = Services(notify=notify_services(
         settings.notify, http, redis, failpoints, max_attempts=settings.worker.max_attempts,
         provider_retry_window_s=settings.worker.provider_retry_window_s))
+    feed = RedisFeedCursor(redis, feed_prefix(settings.queue.queue_name)) if settings.worker.feed_enabled else None
     return Deps(settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=router,
                 clock=clock, backoff=Backoff(settings.worker.backoff_base, settings.worker.backoff_cap),
-                services=services, failpoints=failpoints, resources=stack)
+                services=services, failpoints=failpoints, resources=stack, feed=feed)
 
 
 async def close_deps(deps: Deps) -> None:

@@ -13,6 +13,7 @@ from rich.table import Table
 from cli.common import console, resources, run, settings
 from core.redact import redact_url
 from events import inbox
+from jobqueue.redis_cursor import RedisFeedCursor, feed_prefix
 from producers.redrive import redrive as redrive_events
 from producers.replay import replay_dead
 from readmodels import inbox as inbox_view
@@ -46,8 +47,10 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
             assert res.queue is not None  # noqa: S101 - opened with Redis
             current = await migration_state(res.db)
             st = await inbox_view.pipeline_status(res.db, await res.queue.depth())
+            cursor = await RedisFeedCursor(res.redis, feed_prefix(settings().queue.queue_name)).current()
             return {"database": redact_url(settings().database.database_url), "queue": settings().queue.queue_name,
                     "queue_depth": st.queue_depth, "inbox": st.inbox, "oldest_pending_age_s": st.oldest_pending_age_s,
+                    "feed_waiting": await inbox_view.feed_waiting(res.db, cursor), "feed_cursor": cursor,
                     "migrations_applied": len(current.applied), "migrations_pending": current.pending}
 
     result = run(go)

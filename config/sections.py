@@ -6,6 +6,9 @@ defaults are the measured, shipped ones (README, Settings).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -18,6 +21,17 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 BillableMoment = Literal["accepted", "delivered"]
 DEFAULT_BILLABLE_ON: dict[str, BillableMoment] = {"whatsapp": "delivered", "sms": "accepted", "email": "accepted"}
+
+# A producer's name (`SV_PRODUCER_SECRETS` keys, `event_inbox.producer`).
+PRODUCER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+
+
+def _is_whsec(secret: str) -> bool:
+    raw = secret.removeprefix("whsec_")
+    try:
+        return secret.startswith("whsec_") and bool(base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True))
+    except (binascii.Error, ValueError):
+        return False
 
 
 class Section(BaseModel):
@@ -80,6 +94,12 @@ class WorkerSettings(Section):
     provider_retry_window_s: float = Field(24 * 3600.0, gt=0)
     redrive_grace: float = Field(60.0, ge=0)  # pending this long without being applied → re-enqueue
     redrive_every_minutes: int = Field(1, ge=1, le=30)
+    # The inbox feed poller (one per worker; of several workers one polls at a time): events other
+    # producers wrote straight into the inbox (the app's outbox) are enqueued within about this long.
+    feed_enabled: bool = True
+    feed_poll_interval: float = Field(0.25, gt=0, le=60)
+    feed_page_size: int = Field(500, ge=1, le=1000)
+    feed_retention_s: float = Field(3600.0, ge=0)  # feed rows already enqueued are pruned after this
     # false: no scheduled jobs but the re-drive (for tests and workers dedicated to events).
     scheduled_jobs: bool = True
     # Touched after each successful poll of Redis; `studiovault worker --check` fails when it is older
@@ -131,6 +151,10 @@ class IngressSettings(Section):
     # Resend signs with Svix (Standard Webhooks): whsec_… secrets, several during a rotation.
     resend_webhook_secrets: list[SecretStr] = Field(default_factory=list)
     resend_tolerance_s: int = Field(300, gt=0)
+    # `POST /events` producers (the desktop sync service, other tools) and their Standard Webhooks secrets,
+    # e.g. {"desktop-sync": ["whsec_new", "whsec_old"]}: several during a rotation. The secret that verifies
+    # a request names its producer, so no two producers may share one.
+    producer_secrets: dict[str, list[SecretStr]] = Field(default_factory=dict)
 
     @field_validator("razorpay_webhook_secrets", "stripe_webhook_secrets", "standard_webhook_secrets",
                      "whatsapp_app_secrets", "msg91_webhook_tokens", "resend_webhook_secrets")
@@ -143,6 +167,24 @@ class IngressSettings(Section):
     @classmethod
     def _blank_is_unset(cls, token: SecretStr | None) -> SecretStr | None:
         return token if token is not None and token.get_secret_value().strip() else None
+
+    @field_validator("producer_secrets")
+    @classmethod
+    def _producers(cls, producers: dict[str, list[SecretStr]]) -> dict[str, list[SecretStr]]:
+        kept: dict[str, list[SecretStr]] = {}
+        seen: dict[str, str] = {}
+        for name, secrets in producers.items():
+            if not PRODUCER_NAME.fullmatch(name):
+                raise ValueError(f"producer name {name!r} must match {PRODUCER_NAME.pattern}")
+            kept[name] = [s for s in secrets if s.get_secret_value().strip()]
+            for secret in kept[name]:
+                value = secret.get_secret_value()
+                if not _is_whsec(value):
+                    raise ValueError(f"producer {name!r}: a secret must be whsec_ followed by non-empty base64")
+                if value in seen:
+                    raise ValueError(f"producers {seen[value]!r} and {name!r} share a secret: each needs its own")
+                seen[value] = name
+        return kept
 
 
 class NotifySettings(Section):

@@ -32,7 +32,8 @@ PREFIXES: dict[str, str] = {
     "usr": "users created by the pipeline (system actors); staff users keep their Firebase UID",
 }
 
-_CANONICAL = re.compile(r"^([a-z]{3})_([0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})$")
+# Matched with `fullmatch`: `$` alone would also accept a trailing "\n".
+_CANONICAL = re.compile(r"([a-z]{3})_([0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})")
 
 
 class InvalidId(ValueError):
@@ -48,7 +49,7 @@ def new_id(prefix: str) -> str:
 
 def validate_id(value: str, prefix: str) -> str:
     """Return `value` if it is a valid `prefix` ID, else raise `InvalidId` saying what is wrong."""
-    match = _CANONICAL.match(value)
+    match = _CANONICAL.fullmatch(value)
     if match is None:
         raise InvalidId(_explain(value, prefix))
     if match.group(1) != prefix:

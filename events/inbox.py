@@ -15,16 +15,30 @@ from events.envelope import Envelope
 from store import Database, Statement, expect_rows
 
 
-def insert(envelope: Envelope, now: datetime, status: str = "pending", note: str | None = None) -> Statement:
-    """Record `envelope`; a second event with the same dedupe key (or id) changes nothing (0 rows)."""
+def insert(
+    envelope: Envelope,
+    now: datetime,
+    status: str = "pending",
+    note: str | None = None,
+    *,
+    producer: str | None = None,
+    self_enqueued: bool = True,
+) -> Statement:
+    """Record `envelope`. A second event with the same dedupe key changes nothing (0 rows); an event id
+    reused under ANOTHER dedupe key is a producer bug and fails the batch (`ConstraintViolation`),
+    rather than dropping the event silently (the app's outbox behaves the same).
+
+    `producer`: None for the pipeline's own events, else the external producer's name.
+    `self_enqueued`: the caller enqueues the event itself (the Publisher, the worker's follow-ups), so
+    the feed trigger (migration 0008) leaves it out; False hands it to the feed poller."""
     available = ms(envelope.available_at) if envelope.available_at else ms(now)
     return Statement(
         "INSERT INTO event_inbox (id, type, schema_version, org_id, branch_id, dedupe_key, payload_json, status,"
-        " last_error, occurred_at, created_at, available_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        " last_error, occurred_at, created_at, available_at, updated_at, producer, self_enqueued)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
         (envelope.event_id, envelope.type, envelope.schema_version, envelope.org_id, envelope.branch_id,
          envelope.dedupe_key, envelope.model_dump_json(), status, note, ms(envelope.occurred_at), ms(now),
-         available, ms(now)),
+         available, ms(now), producer, int(self_enqueued)),
     )
 
 

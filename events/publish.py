@@ -39,13 +39,15 @@ class Publisher:
         self.queue = queue
         self.clock = clock
 
-    async def publish(self, envelope: Envelope, status: str = "pending", note: str | None = None) -> Published:
-        """Record, then enqueue. `status="ignored"` records an acknowledged event that is not applied."""
-        (inserted,) = await self.db.batch([inbox.insert(envelope, self.clock(), status, note)])
+    async def publish(
+        self, envelope: Envelope, status: str = "pending", note: str | None = None, *, producer: str | None = None
+    ) -> Published:
+        """Record, then enqueue. `status="ignored"` records an acknowledged event that is not applied.
+        `producer`: the external producer's name (`POST /events`), None for the pipeline's own events.
+        An event id reused under another dedupe key raises `ConstraintViolation` (a producer bug)."""
+        (inserted,) = await self.db.batch([inbox.insert(envelope, self.clock(), status, note, producer=producer)])
         if not inserted:
             existing = await inbox.by_dedupe_key(self.db, envelope.dedupe_key)
-            if existing is None:  # same event id reused with another dedupe key: a producer bug
-                existing = await inbox.get(self.db, envelope.event_id)
             first_id = str(existing["id"]) if existing else envelope.event_id
             first_status = str(existing["status"]) if existing else "unknown"
             log.info("publish_duplicate", event_id=first_id, dedupe_key=envelope.dedupe_key, type=envelope.type,

@@ -38,6 +38,13 @@ class EventRegistry:
     def types(self) -> list[type[Event]]:
         return list(self._classes.values())
 
+    def get(self, event_type: str, schema_version: int) -> type[Event] | None:
+        return self._classes.get((event_type, schema_version))
+
+    def versions(self, event_type: str) -> list[int]:
+        """The registered schema versions of `event_type`, ascending (empty: unknown type)."""
+        return sorted(v for t, v in self._classes if t == event_type)
+
     def parse(self, envelope: Envelope) -> Event:
         """The typed event inside `envelope`; raises `UnknownEventType` or `InvalidPayload`."""
         cls = self._classes.get((envelope.type, envelope.schema_version))

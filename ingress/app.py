@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from config import IngressSettings
 from ingress.pipeline import IngressContext, IngressDeps, IngressError, answer_error, context
-from ingress.sources import msg91, r2, razorpay, resend, stripe, whatsapp
+from ingress.sources import msg91, producer, r2, razorpay, resend, stripe, whatsapp
 
 log = structlog.get_logger("studiovault.ingress")
 
@@ -53,6 +53,7 @@ ROUTES: list[BaseRoute] = [
     *whatsapp.routes,
     *msg91.routes,
     *resend.routes,
+    *producer.routes,
 ]
 
 OpenDeps = Callable[[], AbstractAsyncContextManager[IngressDeps]]

@@ -1,5 +1,6 @@
-"""The job-queue port (`Queue`) and its adapter (arq on Redis, `jobqueue.arq_redis`), side by side."""
+"""The job-queue port (`Queue`, the feed poller's `FeedCursor`) and their adapters on Redis
+(`jobqueue.arq_redis`, `jobqueue.redis_cursor`), side by side."""
 
-from jobqueue.port import Queue
+from jobqueue.port import FeedCursor, FeedLease, Queue
 
-__all__ = ["Queue"]
+__all__ = ["FeedCursor", "FeedLease", "Queue"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -15,4 +16,31 @@ class Queue(Protocol):
 
     async def depth(self) -> int:
         """Jobs waiting or scheduled."""
+        ...
+
+
+@dataclass(frozen=True)
+class FeedLease:
+    """The right to poll the inbox feed once: `token` fences the cursor update, `cursor` is the last
+    feed seq enqueued (None: no cursor yet, e.g. a first start or a flushed Redis)."""
+
+    token: str
+    cursor: int | None
+
+
+class FeedCursor(Protocol):
+    """The feed poller's shared cursor, and a short lock so that of several workers one polls at a time."""
+
+    async def acquire(self, spacing_s: float = 0.0) -> FeedLease | None:
+        """Take the lock for one poll; None when another worker holds it, or (`spacing_s` > 0) when any
+        worker polled less than `spacing_s` ago: however many workers run, the feed is read at most
+        once per spacing (a worker draining a full page passes 0)."""
+        ...
+
+    async def advance(self, lease: FeedLease, seq: int) -> bool:
+        """Move the cursor forward to `seq`, only while `lease` still holds the lock (False otherwise)."""
+        ...
+
+    async def release(self, lease: FeedLease) -> None:
+        """Give the lock back (a no-op when it has expired and another worker took it)."""
         ...

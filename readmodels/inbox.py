@@ -30,6 +30,12 @@ async def pipeline_status(db: Database, queue_depth: int, now: datetime | None =
     return PipelineStatus(queue_depth, by_status, age, by_status.get("dead", 0))
 
 
+async def feed_waiting(db: Database, cursor: int | None) -> int:
+    """Feed rows (outbox events) after the feed poller's cursor: written, not yet enqueued by the poller."""
+    rows = await db.query("SELECT count(*) AS n FROM inbox_feed WHERE seq > ?", (-1 if cursor is None else cursor,))
+    return int(rows[0]["n"])
+
+
 async def list_dead(db: Database, limit: int = 50) -> list[dict[str, Any]]:
     return await db.query(
         "SELECT id, type, org_id, branch_id, attempts, last_error, dead_at FROM event_inbox"

@@ -17,7 +17,7 @@ from arq.connections import ArqRedis
 from config import Settings
 from events.publish import Publisher
 from handlers.base import Router, Services
-from jobqueue import Queue
+from jobqueue import FeedCursor, Queue
 from store import Database
 from workers.failpoints import Failpoints
 from workers.policy import Backoff
@@ -78,6 +78,8 @@ class Deps:
     failpoints: Failpoints = field(default_factory=Failpoints)
     locks: KeyedLocks = field(default_factory=KeyedLocks)
     outages: Outages = field(default_factory=Outages)
+    # The inbox feed poller's shared cursor (None: this worker runs no feed poller).
+    feed: FeedCursor | None = None
     # What was opened for these deps (database, HTTP client), closed by `close()` at shutdown.
     resources: AsyncExitStack = field(default_factory=AsyncExitStack)
 

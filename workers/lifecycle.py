@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producers.redrive import redrive
+from workers.feed import stop_feed
 from workers.heartbeat import Heartbeat
 
 log = structlog.get_logger("studiovault.worker")
@@ -202,6 +203,7 @@ async def stop_worker(worker: PipelineWorker, grace: float = 0.0) -> None:
     """
     loop = asyncio.get_running_loop()
     worker.allow_pick_jobs = False
+    await stop_feed(worker.ctx)
     poller = worker.main_task
     if poller is not None:  # finish start-up and the current poll: no job starts after it
         await _until_between_polls(worker, poller, within=max(grace, 10.0))

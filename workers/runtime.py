@@ -19,6 +19,7 @@ from jobqueue.arq_redis import APPLY_JOB, deserialize, serialize
 from workers.apply import apply_event
 from workers.crons import cron_jobs
 from workers.deps import Deps
+from workers.feed import FeedPoller, stop_feed
 
 log = structlog.get_logger("studiovault.worker")
 
@@ -30,12 +31,15 @@ def worker_settings(settings: Settings, start: StartDeps, stop: StopDeps) -> dic
     job dependencies from the worker's Redis pool once it is connected; `stop` releases them."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["deps"] = await start(ctx["redis"])
+        deps = ctx["deps"] = await start(ctx["redis"])
+        if deps.feed is not None:  # the inbox feed poller (producers.inbox_feed): the app's outbox rows
+            ctx["feed_poller"] = FeedPoller(deps, deps.feed).start()
         log.info("worker_ready", queue=settings.queue.queue_name, database=redact_url(settings.database.database_url),
                  max_jobs=settings.worker.max_jobs, poll_delay=settings.worker.poll_delay,
                  scheduled_jobs=settings.worker.scheduled_jobs)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await stop_feed(ctx)
         if "deps" in ctx:
             await stop(ctx["deps"])
 

@@ -65,3 +65,22 @@ def test_bench_help_lists_the_scenarios() -> None:
                           timeout=30, check=True)
     assert "--quick" in done.stdout
     assert "ingress" in done.stdout
+
+
+def test_pickup_latencies_are_measured_per_event_with_old_ids_apart(tmp_path: Path) -> None:
+    from bench.pickup import Recorder, Sample, record_latencies  # noqa: PLC0415
+
+    run = _run(tmp_path, "redis://unused")
+    rec, sample = Recorder(), Sample()
+    for i, (enqueued_ms, applied_ms) in enumerate([(100, 150), (200, 260), (300, 390), (50, 70)]):
+        event_id = f"evt_{i}"
+        sample.committed[event_id] = 1000.0
+        rec.enqueued[event_id] = 1000.0 + enqueued_ms / 1000
+        rec.applied[event_id] = 1000.0 + applied_ms / 1000
+        if i % 2:
+            sample.old_ids.add(event_id)
+    figures = record_latencies(run, "pickup.test", "test", sample, rec)
+    assert round(figures["enqueued_p99_ms"]) == 300
+    assert round(figures["applied_p50_ms"]) == 150
+    assert round(figures["old_id_enqueued_p99_ms"]) == 200  # events 1 and 3: 200 ms and 50 ms
+    assert run.value("pickup.test.enqueued_p99_ms") is not None

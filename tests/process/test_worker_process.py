@@ -136,6 +136,7 @@ async def test_operator_cli_against_a_running_pipeline(
     assert status["inbox"] == {"pending": 4}
     assert status["queue_depth"] == 4
     assert status["migrations_pending"] == []
+    assert (status["feed_waiting"], status["feed_cursor"]) == (0, None)  # published: enqueued by the Publisher
 
     with worker_process(env, tmp_path / "w.log"):
         async def all_dead() -> bool:

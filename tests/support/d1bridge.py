@@ -55,21 +55,21 @@ def _progress(message: str) -> None:
     sys.stderr.flush()
 
 
-def ensure_npm_installed(npm: str) -> None:
-    """`npm ci` in d1-bridge/ unless miniflare is already installed (once, even with parallel runs)."""
-    marker = BRIDGE_DIR / "node_modules" / "miniflare" / "package.json"
+def ensure_npm_installed(npm: str, directory: Path = BRIDGE_DIR) -> None:
+    """`npm ci` in `directory` unless miniflare is already installed (once, even with parallel runs)."""
+    marker = directory / "node_modules" / "miniflare" / "package.json"
     if marker.exists():
         return
-    lock_path = Path(tempfile.gettempdir()) / "studiovault-d1-bridge-npm-ci.lock"
+    lock_path = Path(tempfile.gettempdir()) / f"studiovault-{directory.name}-npm-ci.lock"
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another test process may be installing right now
         if marker.exists():
             return
-        _progress(f"d1-bridge: installing miniflare (npm ci in {BRIDGE_DIR}) ...")
+        _progress(f"{directory.name}: installing miniflare (npm ci in {directory}) ...")
         started = time.monotonic()
         done = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=BRIDGE_DIR,
+            cwd=directory,
             capture_output=True,
             text=True,
             timeout=NPM_CI_TIMEOUT,
@@ -77,14 +77,14 @@ def ensure_npm_installed(npm: str) -> None:
         )
         if done.returncode != 0:
             raise RuntimeError(
-                f"`npm ci` in {BRIDGE_DIR} failed ({done.returncode}); it needs the npm registry once.\n"
+                f"`npm ci` in {directory} failed ({done.returncode}); it needs the npm registry once.\n"
                 f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
             )
-        _progress(f"d1-bridge: npm ci done in {time.monotonic() - started:.1f} s")
+        _progress(f"{directory.name}: npm ci done in {time.monotonic() - started:.1f} s")
 
 
-def _read_url_line(proc: subprocess.Popen[bytes], stderr: IO[bytes], timeout: float) -> str:
-    """The `{"url": ...}` line serve.mjs prints when ready."""
+def _read_ready_line(proc: subprocess.Popen[bytes], stderr: IO[bytes], timeout: float) -> dict[str, str]:
+    """The JSON line (`{"url": ...}`) serve.mjs prints when ready."""
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     buffer = b""
@@ -106,8 +106,10 @@ def _read_url_line(proc: subprocess.Popen[bytes], stderr: IO[bytes], timeout: fl
             buffer += chunk
     line = buffer.split(b"\n", 1)[0].decode()
     try:
-        return str(json.loads(line)["url"])
-    except (ValueError, KeyError, TypeError) as exc:
+        ready = json.loads(line)
+        str(ready["url"])
+        return {str(k): str(v) for k, v in ready.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RuntimeError(f"unexpected first line from serve.mjs: {line!r}{_stderr_tail(stderr)}") from exc
 
 
@@ -144,17 +146,26 @@ def start_bridge(persist_dir: Path | None, token: str, port: int = 0) -> Iterato
     `persist_dir` keeps the D1 database on disk there; None keeps it in memory. `port` 0 picks a free
     one; a fixed port lets a test stop the bridge and start it again where its clients expect it.
     """
+    with serve_node(BRIDGE_DIR, "serve.mjs", persist_dir, token, port) as ready:
+        yield ready["url"]
+
+
+@contextmanager
+def serve_node(directory: Path, script: str, persist_dir: Path | None, token: str,
+               port: int = 0) -> Iterator[dict[str, str]]:
+    """Run `node <directory>/<script> --port PORT [--persist DIR]` (after `npm ci` there when needed) and
+    yield the JSON line it prints when ready; stop it (and its workerd) on the way out."""
     node, npm = _node_and_npm()
-    ensure_npm_installed(npm)
-    command = [node, str(BRIDGE_DIR / "serve.mjs"), "--port", str(port)]
+    ensure_npm_installed(npm, directory)
+    command = [node, str(directory / script), "--port", str(port)]
     if persist_dir is not None:
         command += ["--persist", str(persist_dir)]
     # The token goes through the environment rather than argv, where `ps` would show it.
     env = {**os.environ, "BRIDGE_TOKEN": token}
-    with tempfile.TemporaryFile(prefix="d1-bridge-stderr-") as stderr:
+    with tempfile.TemporaryFile(prefix=f"{directory.name}-stderr-") as stderr:
         proc = subprocess.Popen(
             command,
-            cwd=BRIDGE_DIR,
+            cwd=directory,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -162,8 +173,7 @@ def start_bridge(persist_dir: Path | None, token: str, port: int = 0) -> Iterato
             start_new_session=True,  # its own process group, so _stop can reach workerd too
         )
         try:
-            url = _read_url_line(proc, stderr, START_TIMEOUT)
-            yield url
+            yield _read_ready_line(proc, stderr, START_TIMEOUT)
         finally:
             _stop(proc)
 
