@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 from arq.connections import ArqRedis
 
@@ -34,10 +35,12 @@ class Resources:
 
 
 @asynccontextmanager
-async def open_resources(settings: Settings, *, need_redis: bool = True) -> AsyncIterator[Resources]:
-    """The database and (unless not needed) Redis; both closed on the way out, in reverse order."""
+async def open_resources(settings: Settings, *, need_redis: bool = True,
+                         purpose: Literal["app", "migrate"] = "app") -> AsyncIterator[Resources]:
+    """The database and (unless not needed) Redis; both closed on the way out, in reverse order.
+    `purpose="migrate"` opens the database with the migration credentials (D1: the migration token)."""
     async with AsyncExitStack() as stack:
-        db = await open_database(settings.database)
+        db = await open_database(settings.database, purpose)
         stack.push_async_callback(db.close)
         redis = queue = None
         if need_redis:

@@ -8,7 +8,7 @@ import functools
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import structlog
 import typer
@@ -37,8 +37,8 @@ def settings() -> Settings:
 
 
 @asynccontextmanager
-async def resources(need_redis: bool = True) -> AsyncIterator[Resources]:
-    async with open_resources(settings(), need_redis=need_redis) as res:
+async def resources(need_redis: bool = True, purpose: Literal["app", "migrate"] = "app") -> AsyncIterator[Resources]:
+    async with open_resources(settings(), need_redis=need_redis, purpose=purpose) as res:
         yield res
 
 

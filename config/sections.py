@@ -24,7 +24,10 @@ class DatabaseSettings(Section):
     """Where the database is: the embedded SQLite file, or Cloudflare D1 through the bridge Worker."""
 
     database_url: str = "sqlite:///var/studiovault.db"
+    # The bridge Worker's application token: data statements only (the bridge refuses DDL, PRAGMA, ...).
     d1_bridge_token: SecretStr | None = None
+    # The bridge Worker's migration token: `studiovault migrate` only; never given to workers or the ingress.
+    d1_migration_token: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod

@@ -15,7 +15,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.errors import DatabaseError
+from store.errors import DatabaseError, QueryError
 from store.port import Database, Statement
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -68,9 +68,14 @@ def _strip_comments(sql: str) -> str:
 
 
 async def state(db: Database, directory: Path = MIGRATIONS_DIR) -> MigrationState:
-    """Which migration files are applied and which are pending."""
-    await db.batch([Statement(CREATE_MIGRATIONS_TABLE)])
-    rows = await db.query("SELECT name FROM d1_migrations ORDER BY id")
+    """Which migration files are applied and which are pending. Reads only (a data statement the D1
+    bridge's application token may run): a database without `d1_migrations` has everything pending."""
+    try:
+        rows = await db.query("SELECT name FROM d1_migrations ORDER BY id")
+    except QueryError as exc:
+        if "no such table" not in str(exc).lower():
+            raise
+        rows = []
     applied = [str(row["name"]) for row in rows]
     pending = [f.name for f in migration_files(directory) if f.name not in set(applied)]
     return MigrationState(applied=applied, pending=pending)
@@ -79,6 +84,7 @@ async def state(db: Database, directory: Path = MIGRATIONS_DIR) -> MigrationStat
 async def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply every pending migration; return the names applied by this call."""
     done: list[str] = []
+    await db.batch([Statement(CREATE_MIGRATIONS_TABLE)])
     current = await state(db, directory)
     for name in current.pending:
         statements = [Statement(s) for s in split_statements((directory / name).read_text())]

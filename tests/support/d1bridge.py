@@ -5,7 +5,7 @@
 if the test run dies, the pipe closes and the server exits, so no node process is left behind.
 
 `reset_d1()` empties a D1 database (D1 has no "drop database" from a Worker): tests then re-run the
-migrator on it.
+migrator on it. It drops tables, so it needs a connection holding the migration token.
 """
 
 from __future__ import annotations
@@ -138,18 +138,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def start_bridge(persist_dir: Path | None, token: str) -> Iterator[str]:
+def start_bridge(persist_dir: Path | None, token: str, migration_token: str = "") -> Iterator[str]:
     """Run the bridge Worker under miniflare; yield its `http://127.0.0.1:PORT` URL.
 
-    `persist_dir` keeps the D1 database on disk there; None keeps it in memory.
+    `token` is the application's (data statements only), `migration_token` the migrator's (anything);
+    either may be a JSON or comma list (a rotation). `persist_dir` keeps the D1 database on disk there;
+    None keeps it in memory.
     """
     node, npm = _node_and_npm()
     ensure_npm_installed(npm)
     command = [node, str(BRIDGE_DIR / "serve.mjs"), "--port", "0"]
     if persist_dir is not None:
         command += ["--persist", str(persist_dir)]
-    # The token goes through the environment rather than argv, where `ps` would show it.
-    env = {**os.environ, "BRIDGE_TOKEN": token}
+    # The tokens go through the environment rather than argv, where `ps` would show them.
+    env = {**os.environ, "BRIDGE_TOKEN": token, "MIGRATION_TOKEN": migration_token}
     with tempfile.TemporaryFile(prefix="d1-bridge-stderr-") as stderr:
         proc = subprocess.Popen(
             command,
