@@ -14,6 +14,7 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from bootstrap.database import open_database
+from bootstrap.gateways import account_store, gateway_api
 from bootstrap.senders import http_client, notify_services
 from config import Settings
 from core.clock import utc_now
@@ -69,7 +70,8 @@ async def build_deps(settings: Settings, redis: ArqRedis, router: Router = ROUTE
     services = Services(notify=notify_services(settings.notify, http, redis, failpoints))
     return Deps(settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=router,
                 clock=clock, backoff=Backoff(settings.worker.backoff_base, settings.worker.backoff_cap),
-                services=services, failpoints=failpoints, resources=stack)
+                services=services, failpoints=failpoints, resources=stack,
+                accounts=account_store(db, settings.gateways), gateway_api=gateway_api(settings.gateways, http))
 
 
 async def close_deps(deps: Deps) -> None:

@@ -14,6 +14,8 @@ from arq.connections import ArqRedis
 
 from config import Settings
 from events.publish import Publisher
+from gateways.accounts import AccountStore
+from gateways.port import GatewayApi
 from handlers.base import Router, Services
 from jobqueue import Queue
 from store import Database
@@ -54,6 +56,9 @@ class Deps:
     services: Services = field(default_factory=Services)
     failpoints: Failpoints = field(default_factory=Failpoints)
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    # Gateway accounts and their list APIs, for the reconciliation cron (None: not reconciling).
+    accounts: AccountStore | None = None
+    gateway_api: GatewayApi | None = None
     # What was opened for these deps (database, HTTP client), closed by `close()` at shutdown.
     resources: AsyncExitStack = field(default_factory=AsyncExitStack)
 
