@@ -45,7 +45,7 @@ def retry_after(response: httpx.Response) -> float | None:
 class HttpGatewayApi:
     def __init__(self, http: httpx.AsyncClient, *, razorpay_url: str, stripe_url: str,
                  stripe_event_types: tuple[str, ...], timeout_s: float = 15.0, max_attempts: int = 6,
-                 backoff_base: float = 1.0, backoff_cap: float = 60.0,
+                 backoff_base: float = 1.0, backoff_cap: float = 60.0, page_size: int = PAGE,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.http = http
         self.razorpay_url = razorpay_url.rstrip("/")
@@ -53,6 +53,7 @@ class HttpGatewayApi:
         self.stripe_event_types = stripe_event_types
         self.timeout_s, self.max_attempts = timeout_s, max_attempts
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self.page_size = page_size  # both gateways allow at most 100
         self.sleep = sleep
         self.requests = 0
         self.retries = 0
@@ -105,13 +106,14 @@ class HttpGatewayApi:
             skip = 0
             while True:
                 page = await self._get(f"{self.razorpay_url}/v1/{kind}",
-                                       [("from", since), ("to", until), ("count", PAGE), ("skip", skip)], headers,
+                                       [("from", since), ("to", until), ("count", self.page_size), ("skip", skip)],
+                                       headers,
                                        (access.key_id, access.key_secret))
                 items = page.get("items") or []
                 found += [Listed(kind, item, int(item.get("created_at") or 0)) for item in items]
                 if on_page:
                     on_page(len(items))
-                if len(items) < PAGE:
+                if len(items) < self.page_size:
                     break
                 skip += len(items)
         return found
@@ -121,7 +123,7 @@ class HttpGatewayApi:
         headers = {"Authorization": f"Bearer {access.key_secret}"}
         if access.on_behalf_of:
             headers["Stripe-Account"] = access.on_behalf_of
-        base: Params = [("created[gte]", since), ("created[lte]", until), ("limit", PAGE)]
+        base: Params = [("created[gte]", since), ("created[lte]", until), ("limit", self.page_size)]
         base += [("types[]", t) for t in self.stripe_event_types]
         found: list[Listed] = []
         after: str | None = None
