@@ -11,7 +11,6 @@ servers speaking Razorpay's and Stripe's list APIs (tests/support/fakes).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -116,7 +115,7 @@ async def world(pipeline: Pipeline) -> AsyncIterator[World]:
                           connect_secrets=(CONNECT_SECRET,), api_key_secret=PLATFORM_KEY)
     a = await studio(pipeline, rzp_api, stripe_api, "A")
     b = await studio(pipeline, rzp_api, stripe_api, "B")
-    await pipeline.start_worker(ROUTER, customize=lambda deps: dataclasses.replace(deps))
+    await pipeline.start_worker(ROUTER)
     async with serve(pipeline.ingress_app()) as url, serve_razorpay_api(rzp_api) as rzp_url, \
             serve_stripe_api(stripe_api) as stripe_url, httpx.AsyncClient(base_url=url, timeout=10) as http:
         yield World(pipeline, http, a, b, rzp_api, stripe_api, rzp_url, stripe_url, [])

@@ -91,7 +91,7 @@ def razorpay_event(event: str, payload: dict[str, Any], account_id: str = RZP_AC
 
 
 def rzp_captured(invoice_id: str | None, amount: int, payment_id: str = "pay_LtG2vHxq3P1Ykz", currency: str = "INR",
-                 notes: dict[str, Any] | None = None, account_id: str = RZP_ACCOUNT) -> dict[str, Any]:
+                 notes: dict[str, Any] | None = None, *, account_id: str = RZP_ACCOUNT) -> dict[str, Any]:
     return razorpay_event("payment.captured", {
         "payment": {"entity": _rzp_payment(payment_id, amount, invoice_id, currency, notes=notes)}}, account_id)
 

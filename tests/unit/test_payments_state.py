@@ -12,6 +12,8 @@ import pytest
 
 from events.envelope import envelope_for
 from events.ids import new_id, validate_id
+from events.mapping import razorpay, stripe
+from events.mapping.fields import Fact, Ignore, MappingError
 from events.payments import DisputeLost, PaymentCaptured, PaymentFact
 from handlers.audit import system_user_id
 from handlers.base import Rejected
@@ -25,10 +27,8 @@ from handlers.payments.plan import (
     to_major,
     to_minor,
 )
-from events.mapping import razorpay, stripe
-from events.mapping.fields import Fact, Ignore, MappingError
 from ingress.signatures import SignatureError, verify_razorpay, verify_stripe
-from tests.support.gateway import evidence, rzp_dispute, rzp_failed, signed_by, stripe_dispute
+from tests.support.gateway import evidence, rzp_dispute, rzp_failed, stripe_dispute
 
 DAY = 86_400_000
 
