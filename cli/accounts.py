@@ -41,6 +41,8 @@ def _read(path: Path | None, prompt: str, *, json_doc: bool) -> Any:
         text = typer.prompt(prompt, hide_input=True)
     if not json_doc:
         return text.strip()
+    if not text.strip():
+        return {}  # nothing to keep secret (a Stripe Connect account: the platform's secrets serve it)
     try:
         return json.loads(text)
     except ValueError:
