@@ -20,17 +20,21 @@ import time
 from datetime import timedelta
 from typing import Any, cast
 
+import structlog
 from arq import cron
 from arq.cron import CronJob
 
 from config import Settings
 from events.billing import BillingPeriodClosed
 from events.notifications import NotificationDue
+from gateways.accounts import UndecryptableCredentials
 from producers.billing_close import publish_period_closes
 from producers.invoice_reminders import publish_invoice_due
 from producers.reconcile import Reconciler, Window
 from producers.redrive import redrive
 from workers.deps import JobContext
+
+log = structlog.get_logger("studiovault.crons")
 
 
 async def redrive_cron(ctx: dict[Any, Any]) -> int:
@@ -66,8 +70,12 @@ async def reconcile_cron(ctx: dict[Any, Any]) -> int:
         return 0
     budget = deps.settings.worker.job_timeout * 0.6
     started = time.monotonic()
-    accounts = sorted(await deps.accounts.list(active_only=True), key=lambda a: a.reconciled_until or 0)
-    platform = await deps.accounts.platform("stripe")
+    try:
+        accounts = sorted(await deps.accounts.list(active_only=True), key=lambda a: a.reconciled_until or 0)
+        platform = await deps.accounts.platform("stripe")
+    except UndecryptableCredentials as exc:
+        log.error("reconcile_skipped", error=str(exc))  # noqa: TRY400 - a configuration problem, no traceback
+        return 0
     window = Window(cfg.reconcile_overlap_s, cfg.reconcile_first_lookback_s)
     published = 0
     for account in accounts:

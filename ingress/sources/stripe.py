@@ -68,8 +68,13 @@ def receiver(connect: bool) -> Receive:
         if not isinstance(named, str) or not ACCOUNT_ID.match(named):
             raise IngressError(422, "missing_field", "a Connect event must name its connected account (acct_...)",
                                field="account")
-        studio = await ctx.deps.accounts.by_ref("stripe", named) if ctx.deps.accounts else None
-        signer = signer_of(studio) if studio is not None and studio.active and studio.role == "studio" else None
+        try:
+            studio = await lookup(ctx, lambda accounts: accounts.by_ref("stripe", named))
+        except IngressError as exc:
+            if exc.status != 401:
+                raise
+            studio = None  # verified by the platform, for an account no org has connected: recorded as ignored
+        signer = signer_of(studio) if studio is not None and studio.role == "studio" else None
         return Delivery("stripe", event_id, event_type, doc, evidence, signer)
 
     return receive
