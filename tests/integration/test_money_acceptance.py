@@ -11,6 +11,7 @@ servers speaking Razorpay's and Stripe's list APIs (tests/support/fakes).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,8 +40,9 @@ from tests.support.fakes.payloads import (
 )
 from tests.support.fakes.razorpay_api import RazorpayApiState, serve_razorpay_api
 from tests.support.fakes.stripe_api import StripeApiState, serve_stripe_api
-from tests.support.gateway import account_store, connect_account, serve
+from tests.support.gateway import Applier, account_store, connect_account, serve
 from tests.support.pipeline import Pipeline
+from workers.crons import reconcile_cron
 
 ROUTER = "handlers.routes:ROUTER"
 PLATFORM_KEY = "sk_test_platform_acceptance"
@@ -293,3 +295,18 @@ async def test_an_api_that_stays_down_publishes_nothing_and_keeps_the_checkpoint
     world.rzp_api.clear_faults()
     (report,) = await world.reconcile(a.razorpay)
     assert (report.error, report.published) == (None, 1)
+
+
+async def test_the_hourly_cron_reconciles_every_connected_account(world: World, redis_url: str) -> None:
+    a, b, t0 = world.a, world.b, now() - 500
+    world.rzp_api.account(a.rzp_ref).add("payments", rzp_payment(amount=100_000, notes=notes(a.tenant), created_at=t0))
+    world.rzp_api.account(b.rzp_ref).add("payments", rzp_payment(amount=100_000, notes=notes(b.tenant), created_at=t0))
+    async with Applier.open(world.pipeline.db, redis_url, datetime.now(UTC)) as applier:
+        deps = dataclasses.replace(applier.deps, publisher=world.pipeline.publisher,
+                                   accounts=account_store(world.pipeline.db), gateway_api=world.api())
+        assert await reconcile_cron({"deps": deps}) == 2
+        assert await reconcile_cron({"deps": deps}) == 0  # idempotent: arq may run a unique cron twice
+    await world.pipeline.settle()
+    assert (await invoice_status(world, a.tenant), await invoice_status(world, b.tenant)) == ("paid", "paid")
+    checkpoints = await world.rows("SELECT reconciled_until FROM gateway_accounts WHERE status = 'active'")
+    assert all(r["reconciled_until"] is not None for r in checkpoints)  # the platform's and both studios' too
