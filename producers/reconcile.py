@@ -110,8 +110,9 @@ class Reconciler:
         self.signer = Signer(account.gateway, account.account_ref, account.role, account.org_id)
         start = account.reconciled_until if account.reconciled_until is not None else (
             account.created_at // 1000 - window.first_lookback_s + window.overlap_s)
+        self.default_since = max(0, start - window.overlap_s)
         self.explicit = since is not None
-        self.since = since if since is not None else max(0, start - window.overlap_s)
+        self.since = since if since is not None else self.default_since
         self.until = int(now.timestamp())
         self.progress = progress or (lambda _phase, _n, _total: None)
         self.report = Report(account.id, account.gateway, account.account_ref, account.org_id, self.since, self.until)
@@ -232,11 +233,11 @@ class Reconciler:
                     field=mismatch.field, ledger=mismatch.ledger, gateway_value=mismatch.gateway)
 
     async def _checkpoint(self) -> None:
-        """Forward only, and only over what was dealt with: an explicit --since later than the checkpoint
-        leaves a gap, so it moves nothing."""
+        """Forward only, and only over what was dealt with: an explicit --since later than where this
+        account's run would have started leaves a gap, so it moves nothing."""
         current = self.account.reconciled_until
-        if self.explicit and current is not None and self.since > current:
-            self.report.checkpoint = current
+        if self.explicit and self.since > self.default_since:
+            self.report.checkpoint = current  # a window that starts late: what lies before it is unexamined
             return
         target = min(self.held) if self.held else self.until
         await self.store.advance_checkpoint(self.account.id, target)

@@ -310,3 +310,15 @@ async def test_the_hourly_cron_reconciles_every_connected_account(world: World, 
     assert (await invoice_status(world, a.tenant), await invoice_status(world, b.tenant)) == ("paid", "paid")
     checkpoints = await world.rows("SELECT reconciled_until FROM gateway_accounts WHERE status = 'active'")
     assert all(r["reconciled_until"] is not None for r in checkpoints)  # the platform's and both studios' too
+
+
+async def test_a_since_that_leaves_a_gap_reconciles_but_does_not_move_the_checkpoint(world: World) -> None:
+    a = world.a
+    world.rzp_api.account(a.rzp_ref).add("payments", rzp_payment(amount=100_000, notes=notes(a.tenant),
+                                                                 created_at=now() - 60))
+    store = account_store(world.pipeline.db)
+    (report,) = await reconcile_accounts(world.pipeline.db, world.pipeline.publisher, world.api(), store=store,
+                                         accounts=[await store.get(a.razorpay.id)], now=datetime.now(UTC),
+                                         since=now() - 600)  # later than a first run's start (3 days back)
+    assert report.published == 1
+    assert (report.checkpoint, (await store.get(a.razorpay.id)).reconciled_until) == (None, None)
