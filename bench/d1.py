@@ -30,29 +30,30 @@ async def run_d1(run: Run) -> None:
         from tests.support.d1bridge import start_bridge  # noqa: PLC0415
     except ImportError as exc:
         raise NotAvailable(f"the D1 bridge harness is missing: {exc}") from exc
-    token = secrets.token_hex(16)
+    token, migration_token = secrets.token_hex(16), secrets.token_hex(16)
     run.log("d1: starting the bridge Worker under miniflare")
     try:
-        bridge = start_bridge(None, token)
+        bridge = start_bridge(None, token, migration_token)
         url = bridge.__enter__()
     except RuntimeError as exc:
         raise NotAvailable(f"the D1 bridge could not start (node/npm/miniflare): {exc}") from exc
     try:
-        await _measure(run, url, token)
+        await _measure(run, url, token, migration_token)
     finally:
         bridge.__exit__(None, None, None)
 
 
-async def _measure(run: Run, url: str, token: str) -> None:
+async def _measure(run: Run, url: str, token: str, migration_token: str) -> None:
     from bootstrap.worker import worker_settings  # noqa: PLC0415
     from config import Settings  # noqa: PLC0415
     from store.d1 import D1BridgeDatabase  # noqa: PLC0415
     from workers.lifecycle import PipelineWorker, stop_worker  # noqa: PLC0415
 
     n, queue = run.sizes.d1_events, "bench:apply:d1"
+    async with D1BridgeDatabase(url, migration_token, setting="D1_MIGRATION_TOKEN") as admin:
+        await migrate(admin)
     db = D1BridgeDatabase(url, token)
     try:
-        await migrate(db)
         refs = await seed_invoices(db, n)
         run.log(f"d1: publishing {n} payment.captured events through the bridge")
         started = time.perf_counter()

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from bench.apply import WORKER, require_payments
 from bench.core import NotAvailable, Run, percentile
-from bench.payments_data import seed_invoices, write_webhooks
+from bench.payments_data import BENCH_ACCOUNT, seed_invoices, write_webhooks
 from bench.procs import PYTHON, drain_time, log_tail, peak_rss_mb, pipeline_env, process
 from bench.profile import profile_pid
 from store.migrate import migrate
@@ -43,15 +43,26 @@ def _require_ingress() -> None:
         raise NotAvailable(f"the ingress (ingress/app.py) is not importable: {exc}") from exc
 
 
-async def _template(run: Run, invoices: int) -> Path:
+async def _template(run: Run, invoices: int, secret: str, key: str) -> Path:
+    """Invoices of one studio, whose Razorpay account (BENCH_ACCOUNT) signs every webhook."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from events.ids import new_id  # noqa: PLC0415
+    from gateways.accounts import AccountStore, Credentials  # noqa: PLC0415
+    from gateways.secretbox import FernetBox  # noqa: PLC0415
+
     path = run.subdir("ingress") / "template.db"
     db = await SqliteDatabase.open(path)
     try:
         await migrate(db)
-        refs = await seed_invoices(db, invoices)
+        refs = await seed_invoices(db, invoices, orgs=1)
+        account = await AccountStore(db, FernetBox([key])).connect(
+            gateway="razorpay", account_ref=BENCH_ACCOUNT, org_id=refs[0].org_id, credentials=Credentials((secret,)),
+            now=datetime.now(UTC), account_id=new_id("gwa"))
     finally:
         await db.close()
     run.extra["_ingress_refs"] = refs
+    run.extra["_ingress_path"] = account.webhook_path
     return path
 
 
@@ -69,9 +80,10 @@ def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: 
     raise RuntimeError(f"the ingress did not answer /healthz within {timeout:.0f} s:\n{log_tail(log)}")
 
 
-async def _loadgen(port: int, webhooks: Path, mode: str, *, rate: float, duration: float) -> dict[str, Any]:
+async def _loadgen(port: int, webhooks: Path, mode: str, *, rate: float, duration: float,
+                   path: str) -> dict[str, Any]:
     argv = [PYTHON, "-m", "bench.loadgen", "--port", str(port), "--requests", str(webhooks), "--mode", mode,
-            "--rate", str(rate), "--duration", str(duration), "--connections", str(CONNECTIONS)]
+            "--rate", str(rate), "--duration", str(duration), "--connections", str(CONNECTIONS), "--path", path]
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=duration + 120)
@@ -81,7 +93,7 @@ async def _loadgen(port: int, webhooks: Path, mode: str, *, rate: float, duratio
     return result
 
 
-async def _phase(run: Run, name: str, template: Path, webhooks: Path, *, secret: str, mode: str, rate: float,
+async def _phase(run: Run, name: str, template: Path, webhooks: Path, *, key: str, mode: str, rate: float,
                  with_worker: bool) -> tuple[dict[str, Any], Path, str]:
     from tests.support.redis_server import free_port  # noqa: PLC0415
 
@@ -90,7 +102,7 @@ async def _phase(run: Run, name: str, template: Path, webhooks: Path, *, secret:
     shutil.copy(template, db_path)
     queue, port = f"bench:ingress:{name}", free_port()
     env = pipeline_env(f"sqlite:///{db_path}", run.redis_url, queue,
-                       SV_RAZORPAY_WEBHOOK_SECRETS=json.dumps([secret]), SV_INGRESS_PORT=str(port))
+                       SV_ACCOUNTS_ENCRYPTION_KEYS=json.dumps([key]), SV_INGRESS_PORT=str(port))
     logs = run.subdir("logs")
     duration = run.sizes.ingress_seconds
     with process([*INGRESS, "--port", str(port)], env, logs / f"ingress-{name}.log") as ingress:
@@ -98,7 +110,8 @@ async def _phase(run: Run, name: str, template: Path, webhooks: Path, *, secret:
         if with_worker:
             with process(WORKER, env, logs / f"worker-ingress-{name}.log") as worker:
                 await asyncio.sleep(1.5)  # the worker's start-up (imports, connections) before the load
-                result = await _loadgen(port, webhooks, mode, rate=rate, duration=duration)
+                result = await _loadgen(port, webhooks, mode, rate=rate, duration=duration,
+                                        path=run.extra["_ingress_path"])
                 redis = Redis.from_url(run.redis_url)
                 try:
                     await drain_time(redis, queue, 1 << 30, [worker], within=120)
@@ -108,7 +121,8 @@ async def _phase(run: Run, name: str, template: Path, webhooks: Path, *, secret:
         else:
             profiling = asyncio.create_task(profile_pid(run, ingress.pid, duration - 0.5, "ingress")) \
                 if run.profile and mode == "saturate" else None
-            result = await _loadgen(port, webhooks, mode, rate=rate, duration=duration)
+            result = await _loadgen(port, webhooks, mode, rate=rate, duration=duration,
+                                    path=run.extra["_ingress_path"])
             if profiling is not None:
                 await profiling
         run.note_rss("ingress", peak_rss_mb(ingress.pid))
@@ -130,15 +144,17 @@ async def run_ingress(run: Run) -> None:
     require_payments()
     _require_ingress()
     duration = run.sizes.ingress_seconds
-    secret = secrets.token_hex(16)
+    from gateways.secretbox import new_key  # noqa: PLC0415
+
+    secret, key = secrets.token_hex(16), new_key()
     count = int(MAX_RATE_PLANNED * duration)
     run.log(f"ingress: seeding {count} invoices and signing {count} payment.captured webhooks")
-    template = await _template(run, count)
+    template = await _template(run, count, secret, key)
     webhooks = run.subdir("ingress") / "webhooks.jsonl"
     write_webhooks(str(webhooks), run.extra.pop("_ingress_refs"), 118_000, secret)
 
     run.log(f"ingress: fixed rate {FIXED_RATE:.0f}/s for {duration:.0f} s")
-    fixed, _, _ = await _phase(run, "fixed", template, webhooks, secret=secret, mode="fixed", rate=FIXED_RATE,
+    fixed, _, _ = await _phase(run, "fixed", template, webhooks, key=key, mode="fixed", rate=FIXED_RATE,
                                with_worker=False)
     run.record("ingress.fixed_accepted", f"ingress at {FIXED_RATE:.0f}/s: accepted", fixed["ok_per_s"], "req/s",
                f"{fixed['ok']} of {fixed['sent']} 2xx")
@@ -146,7 +162,7 @@ async def run_ingress(run: Run) -> None:
     run.record("ingress.fixed_p99_ms", f"ingress at {FIXED_RATE:.0f}/s: p99 response", fixed["p99_ms"], "ms")
 
     run.log(f"ingress: saturation, {CONNECTIONS} connections, closed loop, {duration:.0f} s")
-    sat, _, _ = await _phase(run, "saturation", template, webhooks, secret=secret, mode="saturate", rate=0,
+    sat, _, _ = await _phase(run, "saturation", template, webhooks, key=key, mode="saturate", rate=0,
                              with_worker=False)
     run.record("ingress.saturation_accepted", "ingress at saturation: accepted", sat["ok_per_s"], "req/s",
                f"{sat['ok']} of {sat['sent']} 2xx")
@@ -155,7 +171,7 @@ async def run_ingress(run: Run) -> None:
 
     half = max(10.0, sat["ok_per_s"] / 2)
     run.log(f"ingress: end to end at {half:.0f}/s (50% of saturation) with one worker")
-    e2e, db_path, _ = await _phase(run, "e2e", template, webhooks, secret=secret, mode="fixed", rate=half,
+    e2e, db_path, _ = await _phase(run, "e2e", template, webhooks, key=key, mode="fixed", rate=half,
                                    with_worker=True)
     latencies, statuses = await _end_to_end(db_path)
     run.extra["e2e_inbox"] = statuses

@@ -66,9 +66,12 @@ async def seed_invoices(db: Database, count: int, orgs: int = 10, amount_total: 
     return refs
 
 
+BENCH_ACCOUNT = "acc_bench"  # the Razorpay account the benchmark's webhooks are signed for
+
+
 def captured_envelope(ref: InvoiceRef, amount_minor: int) -> Envelope:
     """The envelope the ingress would publish for a Razorpay `payment.captured` of this invoice."""
-    from events.payments import GatewayEvidence, PaymentCaptured, gateway_dedupe_key  # noqa: PLC0415 - only when seeding
+    from events.payments import GatewayEvidence, PaymentCaptured  # noqa: PLC0415 - only when seeding
 
     gateway_event_id = new_id("evt").replace("evt_", "rzp_evt_").replace("-", "")
     now = datetime.now(UTC)
@@ -78,16 +81,17 @@ def captured_envelope(ref: InvoiceRef, amount_minor: int) -> Envelope:
         headers={"x-razorpay-event-id": gateway_event_id, "content-type": "application/json"}, received_at=now,
     )
     event = PaymentCaptured(gateway="razorpay", invoice_id=ref.invoice_id, payment_id=f"pay_{gateway_event_id[8:]}",
-                            amount_minor=amount_minor, currency="INR", evidence=evidence)
-    return envelope_for(event, org_id=ref.org_id, branch_id=ref.branch_id,
-                        dedupe_key=gateway_dedupe_key("razorpay", gateway_event_id), occurred_at=now)
+                            amount_minor=amount_minor, currency="INR", evidence=evidence, account_id=BENCH_ACCOUNT,
+                            account_role="studio", account_org_id=ref.org_id)
+    return envelope_for(event, org_id=ref.org_id, branch_id=ref.branch_id, dedupe_key=event.dedupe_key(),
+                        occurred_at=now)
 
 
 def razorpay_captured(ref: InvoiceRef, amount_minor: int, secret: str, index: int) -> tuple[bytes, dict[str, str]]:
     """A signed Razorpay `payment.captured` webhook (body, headers) for this invoice."""
     payment_id = f"pay_bench{index:012d}"
     body = json.dumps({
-        "entity": "event", "account_id": "acc_bench", "event": "payment.captured", "contains": ["payment"],
+        "entity": "event", "account_id": BENCH_ACCOUNT, "event": "payment.captured", "contains": ["payment"],
         "created_at": NOW_MS // 1000,
         "payload": {"payment": {"entity": {
             "id": payment_id, "entity": "payment", "amount": amount_minor, "currency": "INR", "status": "captured",

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import structlog
 from starlette.applications import Starlette
 
+from bootstrap.gateways import account_directory
 from bootstrap.resources import open_resources, require_migrated
 from config import Settings
 from core.redact import redact_url
@@ -39,6 +40,7 @@ def build_app(settings: Settings) -> Starlette:
             log.info("ingress_started", database=redact_url(settings.database.database_url),
                      queue=settings.queue.queue_name)
             checks = {"database": database, "migrations": migrations, "redis": ping_redis}
-            yield IngressDeps(db=res.db, publisher=res.publisher, checks=checks)
+            yield IngressDeps(db=res.db, publisher=res.publisher, checks=checks,
+                              accounts=account_directory(res.db, settings.gateways))
 
     return create_app(settings.ingress, open_deps)

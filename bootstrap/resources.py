@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
@@ -57,11 +58,13 @@ class Resources:
 
 @asynccontextmanager
 async def open_resources(settings: Settings, *, need_redis: bool = True,
-                         need_schema: bool = True) -> AsyncIterator[Resources]:
+                         need_schema: bool = True,
+                         purpose: Literal["app", "migrate"] = "app") -> AsyncIterator[Resources]:
     """The database (migrated, unless `need_schema=False`) and Redis (unless not needed); all closed on
-    the way out, in reverse order, also when opening fails half-way."""
+    the way out, in reverse order, also when opening fails half-way. `purpose="migrate"` opens the
+    database with the migration credentials (D1: the migration token)."""
     async with AsyncExitStack() as stack:
-        db = await open_database(settings.database)
+        db = await open_database(settings.database, purpose)
         stack.push_async_callback(db.close)
         if need_schema:
             await require_migrated(db, settings)

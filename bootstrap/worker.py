@@ -18,6 +18,7 @@ import structlog
 from arq.connections import ArqRedis
 
 from bootstrap.database import open_database
+from bootstrap.gateways import account_store, gateway_api
 from bootstrap.resources import Unavailable, open_redis, require_migrated
 from bootstrap.senders import http_client, notify_services
 from config import Settings
@@ -68,7 +69,8 @@ async def build_deps(settings: Settings, redis: ArqRedis, router: Router = ROUTE
     feed = RedisFeedCursor(redis, feed_prefix(settings.queue.queue_name)) if settings.worker.feed_enabled else None
     return Deps(settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=router,
                 clock=clock, backoff=Backoff(settings.worker.backoff_base, settings.worker.backoff_cap),
-                services=services, failpoints=failpoints, resources=stack, feed=feed)
+                services=services, failpoints=failpoints, resources=stack, feed=feed,
+                accounts=account_store(db, settings.gateways), gateway_api=gateway_api(settings.gateways, http))
 
 
 async def close_deps(deps: Deps) -> None:

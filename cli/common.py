@@ -8,7 +8,7 @@ import functools
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import NoReturn, TypeVar
+from typing import Literal, NoReturn, TypeVar
 
 import structlog
 import typer
@@ -40,8 +40,9 @@ def settings() -> Settings:
 
 
 @asynccontextmanager
-async def resources(need_redis: bool = True, need_schema: bool = True) -> AsyncIterator[Resources]:
-    async with open_resources(settings(), need_redis=need_redis, need_schema=need_schema) as res:
+async def resources(need_redis: bool = True, need_schema: bool = True,
+                    purpose: Literal["app", "migrate"] = "app") -> AsyncIterator[Resources]:
+    async with open_resources(settings(), need_redis=need_redis, need_schema=need_schema, purpose=purpose) as res:
         yield res
 
 

@@ -27,7 +27,7 @@ def migrate() -> None:
     """Apply pending migrations (migrations/NNNN_*.sql) to SV_DATABASE_URL, as wrangler would."""
 
     async def go() -> tuple[list[str], int, int]:
-        async with resources(need_redis=False, need_schema=False) as res:
+        async with resources(need_redis=False, need_schema=False, purpose="migrate") as res:
             applied = await apply_migrations(res.db)
             current = await migration_state(res.db)
         return applied, len(current.applied), len(current.pending)

@@ -4,6 +4,7 @@ from config.loading import ConfigError, load_settings, unknown_variables, variab
 from config.sections import (
     BillingSettings,
     DatabaseSettings,
+    GatewaySettings,
     IngressSettings,
     LogSettings,
     NotifySettings,
@@ -16,6 +17,7 @@ __all__ = [
     "BillingSettings",
     "ConfigError",
     "DatabaseSettings",
+    "GatewaySettings",
     "IngressSettings",
     "LogSettings",
     "NotifySettings",

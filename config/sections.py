@@ -42,7 +42,10 @@ class DatabaseSettings(Section):
     """Where the database is: the embedded SQLite file, or Cloudflare D1 through the bridge Worker."""
 
     database_url: str = "sqlite:///var/studiovault.db"
+    # The bridge Worker's application token: data statements only (the bridge refuses DDL, PRAGMA, ...).
     d1_bridge_token: SecretStr | None = None
+    # The bridge Worker's migration token: `studiovault migrate` only; never given to workers or the ingress.
+    d1_migration_token: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -133,8 +136,7 @@ class IngressSettings(Section):
     # Answer before the gateway gives up (Razorpay: 5 s); past this the answer is 503 and it retries.
     ingress_deadline_s: float = Field(4.0, gt=0)
     ingress_retry_after_s: int = Field(60, ge=1)
-    razorpay_webhook_secrets: list[SecretStr] = Field(default_factory=list)
-    stripe_webhook_secrets: list[SecretStr] = Field(default_factory=list)
+    # Gateway webhook secrets are per account, encrypted in gateway_accounts (`studiovault accounts ...`).
     stripe_tolerance_s: int = Field(300, gt=0)
     standard_webhook_secrets: list[SecretStr] = Field(default_factory=list)  # whsec_…, our own producers
     standard_webhook_tolerance_s: int = Field(300, gt=0)
@@ -156,8 +158,8 @@ class IngressSettings(Section):
     # a request names its producer, so no two producers may share one.
     producer_secrets: dict[str, list[SecretStr]] = Field(default_factory=dict)
 
-    @field_validator("razorpay_webhook_secrets", "stripe_webhook_secrets", "standard_webhook_secrets",
-                     "whatsapp_app_secrets", "msg91_webhook_tokens", "resend_webhook_secrets")
+    @field_validator("standard_webhook_secrets", "whatsapp_app_secrets", "msg91_webhook_tokens",
+                     "resend_webhook_secrets")
     @classmethod
     def _drop_blank(cls, secrets: list[SecretStr]) -> list[SecretStr]:
         # A blank secret would let anyone sign (an HMAC keyed with "" is public): never keep one.
@@ -185,6 +187,43 @@ class IngressSettings(Section):
                     raise ValueError(f"producers {seen[value]!r} and {name!r} share a secret: each needs its own")
                 seen[value] = name
         return kept
+
+
+class GatewaySettings(Section):
+    """Gateway accounts (credentials encrypted at rest), the ingress's account cache, and reconciliation
+    through the gateways' list APIs."""
+
+    # Fernet keys (url-safe base64 of 32 bytes), a JSON list: the first encrypts, any decrypts. Rotate by
+    # prepending a new key, `studiovault accounts rekey`, then dropping the old one.
+    accounts_encryption_keys: list[SecretStr] = Field(default_factory=list)
+    # How long the ingress trusts an account it looked up (a rotation takes effect within this).
+    accounts_cache_ttl_s: float = Field(5.0, ge=0, le=300)
+    razorpay_api_url: str = "https://api.razorpay.com"
+    stripe_api_url: str = "https://api.stripe.com"
+    gateway_api_timeout_s: float = Field(15.0, gt=0)
+    # 429s, 5xx and connection failures: this many attempts per request, backing off (Retry-After honoured).
+    gateway_api_max_attempts: int = Field(6, ge=1, le=20)
+    gateway_api_backoff_base: float = Field(1.0, gt=0)
+    gateway_api_backoff_cap: float = Field(60.0, gt=0)
+    reconcile_cron_enabled: bool = True
+    reconcile_cron_minute: int = Field(20, ge=0, le=59)  # hourly, at this minute
+    # Each run re-reads this much before the checkpoint: late-listed objects are caught, duplicates are free.
+    reconcile_overlap_s: int = Field(3600, ge=0)
+    # A first run (no checkpoint) starts this long before the account was connected.
+    reconcile_first_lookback_s: int = Field(3 * 86_400, ge=0)
+
+    @field_validator("accounts_encryption_keys")
+    @classmethod
+    def _fernet_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for i, key in enumerate(keys):
+            try:
+                raw = base64.urlsafe_b64decode(key.get_secret_value().encode())
+            except (ValueError, binascii.Error):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(f"key {i + 1} is not a Fernet key (url-safe base64 of 32 bytes); make one with"
+                                 " `studiovault accounts new-key`")
+        return keys
 
 
 class NotifySettings(Section):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from config.sections import (
     BillingSettings,
     DatabaseSettings,
+    GatewaySettings,
     IngressSettings,
     LogSettings,
     NotifySettings,
@@ -29,12 +30,14 @@ class Settings(BaseModel):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     billing: BillingSettings = Field(default_factory=BillingSettings)
     ingress: IngressSettings = Field(default_factory=IngressSettings)
+    gateways: GatewaySettings = Field(default_factory=GatewaySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     SECTIONS: ClassVar[dict[str, type[Section]]] = {
         "database": DatabaseSettings, "queue": QueueSettings, "worker": WorkerSettings,
-        "billing": BillingSettings, "ingress": IngressSettings, "notify": NotifySettings, "log": LogSettings,
+        "billing": BillingSettings, "ingress": IngressSettings, "gateways": GatewaySettings,
+        "notify": NotifySettings, "log": LogSettings,
     }
 
     @classmethod

@@ -10,12 +10,16 @@ import { parseArgs } from "node:util";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
-const USAGE = `usage: node serve.mjs [--port N] [--token TOKEN] [--persist DIR] [--detached]
+const USAGE = `usage: node serve.mjs [--port N] [--token TOKEN] [--migration-token TOKEN] [--persist DIR] [--detached]
 
 Serves the D1 bridge Worker on http://127.0.0.1:PORT under miniflare.
 
   --port N        port to listen on; 0 (the default) picks a free one
-  --token TOKEN   bearer token the bridge accepts (default: $BRIDGE_TOKEN; one of them is required)
+  --token TOKEN   the application's bearer token(s): data statements only (default: $BRIDGE_TOKEN; one of
+                  them is required). A JSON list or a comma list gives several (a rotation).
+  --migration-token TOKEN
+                  the migrator's bearer token(s): any statement (default: $MIGRATION_TOKEN; without
+                  one, nothing can change the schema through this bridge)
   --persist DIR   keep the D1 database in DIR (default: in memory, gone on exit)
   --detached      do not exit when stdin closes (for running in the background with </dev/null)
   -h, --help      show this help
@@ -34,6 +38,7 @@ try {
     options: {
       port: { type: "string", default: "0" },
       token: { type: "string" },
+      "migration-token": { type: "string" },
       persist: { type: "string" },
       detached: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -51,6 +56,7 @@ const port = Number(args.port);
 if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port must be 0..65535, got ${args.port}`);
 const token = args.token ?? process.env.BRIDGE_TOKEN;
 if (!token) fail("a token is required: --token TOKEN or BRIDGE_TOKEN in the environment");
+const migrationToken = args["migration-token"] ?? process.env.MIGRATION_TOKEN ?? "";
 
 // Same runtime behaviour locally as deployed: take compatibility_date from wrangler.toml.
 const toml = readFileSync(join(HERE, "wrangler.toml"), "utf8");
@@ -61,12 +67,14 @@ const { Miniflare } = await import("miniflare");
 const mf = new Miniflare({
   scriptPath: join(HERE, "src/index.js"),
   modules: true,
+  // src/index.js imports src/classify.js: every .js file is an ES module, as wrangler bundles them.
+  modulesRules: [{ type: "ESModule", include: ["**/*.js"] }],
   compatibilityDate,
   host: "127.0.0.1",
   port,
   d1Databases: { DB: "studiovault-local" },
   d1Persist: args.persist ? resolve(args.persist) : false,
-  bindings: { BRIDGE_TOKEN: token },
+  bindings: { BRIDGE_TOKEN: token, MIGRATION_TOKEN: migrationToken },
 });
 
 let stopping = false;

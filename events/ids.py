@@ -29,6 +29,7 @@ PREFIXES: dict[str, str] = {
     "ntf": "notifications",
     "aud": "audit_logs",
     "evt": "event_inbox (pipeline events)",
+    "gwa": "gateway_accounts (an org's connected payment gateway account)",
     "usr": "users created by the pipeline (system actors); staff users keep their Firebase UID",
 }
 

@@ -14,6 +14,7 @@ from events.payments import (
     PaymentCaptured,
     PaymentFailed,
     RefundProcessed,
+    RefundReversed,
 )
 from handlers.base import Handler, Router
 from handlers.billing import bill_period
@@ -27,6 +28,7 @@ from handlers.payments import (
     record_dispute_won,
     record_failed_payment,
     record_refund,
+    record_refund_reversal,
 )
 
 HANDLERS: dict[type[Event], Handler] = {
@@ -35,6 +37,7 @@ HANDLERS: dict[type[Event], Handler] = {
     PaymentCaptured: record_capture,
     PaymentFailed: record_failed_payment,
     RefundProcessed: record_refund,
+    RefundReversed: record_refund_reversal,
     DisputeCreated: record_dispute_opened,
     DisputeWon: record_dispute_won,
     DisputeLost: record_dispute_lost,

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from config import IngressSettings
 from core.clock import utc_now
 from events.publish import Publisher
+from gateways.directory import AccountDirectory
 from store import Database, DatabaseError
 
 log = structlog.get_logger("studiovault.ingress")
@@ -53,6 +54,8 @@ class IngressDeps:
 
     db: Database
     publisher: Publisher
+    # The gateway accounts (webhook secrets, tenants), cached; None: no payment endpoint can verify (503).
+    accounts: AccountDirectory | None = None
     # Readiness checks by name ("database", "redis"): each raises when its dependency is not usable.
     checks: Mapping[str, Callable[[], Awaitable[object]]] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now

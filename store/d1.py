@@ -45,7 +45,13 @@ _jitter = random.SystemRandom()
 
 
 class BridgeAuthError(QueryError):
-    """The bridge Worker answered 401: D1_BRIDGE_TOKEN does not match its BRIDGE_TOKEN secret."""
+    """The bridge Worker answered 401: the token (SV_D1_BRIDGE_TOKEN or SV_D1_MIGRATION_TOKEN) is not one of
+    its BRIDGE_TOKEN / MIGRATION_TOKEN secrets."""
+
+
+class BridgeForbidden(QueryError):
+    """The bridge Worker answered 403: the application token may run data statements only (no DDL, PRAGMA,
+    `sqlite_*` tables, d1_migrations writes); schema changes need the migration token."""
 
 
 def _check_limits(sql: str, params: Sequence[SqlValue]) -> None:
@@ -93,9 +99,11 @@ class D1BridgeDatabase:
         backoff: float = 0.05,
         max_backoff: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        setting: str = "D1_BRIDGE_TOKEN",
     ) -> None:
         if not token:
-            raise ValueError("the D1 bridge needs a token (D1_BRIDGE_TOKEN)")
+            raise ValueError(f"the D1 bridge needs a token (SV_{setting})")
+        self._setting = setting
         self.url = url.removeprefix("d1+").rstrip("/")
         if not self.url.startswith(("https://", "http://")):
             raise ValueError(f"D1 bridge URL must be https://host (or http:// locally), got {url!r}")
@@ -174,7 +182,7 @@ class D1BridgeDatabase:
                 ) from exc
             if response.status_code < 300:
                 return self._json(response)
-            error = self._error(response)
+            error = self._error(response, self._setting)
             # Only D1's own retry-safe errors (classified from a 500's message) are retried here.
             if not (response.status_code == 500 and isinstance(error, TransientError)):
                 raise error
@@ -198,13 +206,20 @@ class D1BridgeDatabase:
         return body
 
     @classmethod
-    def _error(cls, response: httpx.Response) -> DatabaseError:
+    def _error(cls, response: httpx.Response, setting: str = "D1_BRIDGE_TOKEN") -> DatabaseError:
         """The typed error a non-2xx answer means."""
         status = response.status_code
         if status == 401:
+            secret = "MIGRATION_TOKEN" if setting == "D1_MIGRATION_TOKEN" else "BRIDGE_TOKEN"
             return BridgeAuthError(
-                "the D1 bridge rejected the bearer token (HTTP 401): D1_BRIDGE_TOKEN must equal the Worker's "
-                "BRIDGE_TOKEN secret (`npx wrangler secret put BRIDGE_TOKEN`)"
+                f"the D1 bridge rejected the bearer token (HTTP 401): SV_{setting} must be one of the Worker's "
+                f"{secret} values (`npx wrangler secret put {secret}`)"
+            )
+        if status == 403:
+            return BridgeForbidden(
+                "the D1 bridge refused a statement for this token (HTTP 403): the application token "
+                "(SV_D1_BRIDGE_TOKEN) runs data statements only; schema changes need SV_D1_MIGRATION_TOKEN "
+                "(`studiovault migrate`)"
             )
         try:
             message = str(cls._json(response)["error"]["message"])

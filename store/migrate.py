@@ -73,13 +73,14 @@ def _strip_comments(sql: str) -> str:
 
 
 async def state(db: Database, directory: Path = MIGRATIONS_DIR) -> MigrationState:
-    """Which migration files are applied and which are pending (a read: it creates nothing)."""
+    """Which migration files are applied and which are pending. Reads only (a data statement the D1
+    bridge's application token may run): a database without `d1_migrations` has everything pending."""
     try:
         rows = await db.query("SELECT name FROM d1_migrations ORDER BY id")
     except QueryError as exc:
-        if "no such table" not in str(exc):
+        if "no such table" not in str(exc).lower():
             raise
-        rows = []  # a database nothing was ever applied to
+        rows = []
     applied = [str(row["name"]) for row in rows]
     pending = [f.name for f in migration_files(directory) if f.name not in set(applied)]
     return MigrationState(applied=applied, pending=pending)

@@ -14,7 +14,8 @@ from store.sqlite import SqliteDatabase
 from tests.support.pipeline import Pipeline, fast_settings
 from tests.support.redis_server import redis_server
 
-D1_TOKEN = "test-bridge-token"  # a throwaway secret for the local bridge
+D1_TOKEN = "test-bridge-token"  # a throwaway secret for the local bridge: the application's (data only)
+D1_MIGRATION_TOKEN = "test-migration-token"  # the migrator's (schema changes)
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +38,7 @@ def d1_bridge_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The D1 bridge Worker, running under miniflare (workerd's D1), for the whole session."""
     from tests.support.d1bridge import start_bridge  # noqa: PLC0415 - only D1 tests pay for node
 
-    with start_bridge(tmp_path_factory.mktemp("d1"), D1_TOKEN) as url:
+    with start_bridge(tmp_path_factory.mktemp("d1"), D1_TOKEN, D1_MIGRATION_TOKEN) as url:
         yield url
 
 
@@ -47,23 +48,37 @@ async def _sqlite(path: Path) -> SqliteDatabase:
     return db
 
 
-async def _d1(url: str) -> Database:
+async def _d1(url: str, token: str = D1_TOKEN) -> Database:
+    """Reset and migrate with the migration token (as `studiovault migrate` does); then a connection with
+    `token`: the application's unless a test inspects the schema."""
     from store.d1 import D1BridgeDatabase  # noqa: PLC0415
     from tests.support.d1bridge import reset_d1  # noqa: PLC0415
 
-    db = D1BridgeDatabase(url, D1_TOKEN)
-    await reset_d1(db)
-    await migrate(db)
-    return db
+    async with D1BridgeDatabase(url, D1_MIGRATION_TOKEN, setting="D1_MIGRATION_TOKEN") as admin:
+        await reset_d1(admin)
+        await migrate(admin)
+    return D1BridgeDatabase(url, token)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("d1", marks=pytest.mark.d1)])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    """A migrated, empty database: every test using it runs on both adapters."""
+    """A migrated, empty database: every test using it runs on both adapters. On D1 it holds the
+    application token, as workers and the ingress do: data statements only."""
     if request.param == "sqlite":
         database: Database = await _sqlite(tmp_path / "studiovault.db")
     else:
         database = await _d1(request.getfixturevalue("d1_bridge_url"))
+    yield database
+    await database.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("d1", marks=pytest.mark.d1)])
+async def schema_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """As `db`, but on D1 with the migration token: for tests that read the schema (PRAGMA, sqlite_master)."""
+    if request.param == "sqlite":
+        database: Database = await _sqlite(tmp_path / "studiovault.db")
+    else:
+        database = await _d1(request.getfixturevalue("d1_bridge_url"), D1_MIGRATION_TOKEN)
     yield database
     await database.close()
 

@@ -4,7 +4,9 @@ still run twice with several workers (arq #196).
 - `redrive` every `SV_REDRIVE_EVERY_MINUTES` (and at start-up): re-enqueue pending inbox rows;
 - `billing_close` hourly on UTC days 28-2: every zone's month end falls in them (UTC+14 to UTC-12),
   plus a day's grace; one `BillingPeriodClosed` per org;
-- `invoice_due` daily at 03:30 UTC (09:00 IST): reminders, once per invoice and due date.
+- `invoice_due` daily at 03:30 UTC (09:00 IST): reminders, once per invoice and due date;
+- `reconcile` hourly at `SV_RECONCILE_CRON_MINUTE`: each connected gateway account, least recently
+  reconciled first, as many as fit in the job's time; the rest on the next tick (checkpoints).
 
 arq re-runs a killed worker's jobs only after the LARGEST function timeout + 10 s, so every cron's
 timeout is at most `SV_JOB_TIMEOUT`; a run cut short resumes on the next tick (dedupe keys skip what
@@ -13,19 +15,26 @@ was published).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 from typing import Any, cast
 
+import structlog
 from arq import cron
 from arq.cron import CronJob
 
 from config import Settings
 from events.billing import BillingPeriodClosed
 from events.notifications import NotificationDue
+from gateways.accounts import UndecryptableCredentials
 from producers.billing_close import publish_period_closes
 from producers.invoice_reminders import publish_invoice_due
+from producers.reconcile import Reconciler, Window
 from producers.redrive import redrive
 from workers.deps import JobContext
+
+log = structlog.get_logger("studiovault.crons")
 
 
 async def redrive_cron(ctx: dict[Any, Any]) -> int:
@@ -53,6 +62,36 @@ async def invoice_due_cron(ctx: dict[Any, Any]) -> int:
     return published
 
 
+async def reconcile_cron(ctx: dict[Any, Any]) -> int:
+    """Reconcile connected accounts within the job's time budget; returns the facts published."""
+    deps = cast(JobContext, ctx)["deps"]
+    cfg = deps.settings.gateways
+    if deps.accounts is None or deps.gateway_api is None or not cfg.reconcile_cron_enabled:
+        return 0
+    budget = deps.settings.worker.job_timeout * 0.6
+    started = time.monotonic()
+    try:
+        accounts = sorted(await deps.accounts.list(active_only=True), key=lambda a: a.reconciled_until or 0)
+        platform = await deps.accounts.platform("stripe")
+    except UndecryptableCredentials as exc:
+        log.error("reconcile_skipped", error=str(exc))  # noqa: TRY400 - a configuration problem, no traceback
+        return 0
+    window = Window(cfg.reconcile_overlap_s, cfg.reconcile_first_lookback_s)
+    published = 0
+    for account in accounts:
+        remaining = budget - (time.monotonic() - started)
+        if remaining <= 0:
+            break
+        reconciler = Reconciler(deps.db, deps.publisher, deps.gateway_api, store=deps.accounts, account=account,
+                                now=deps.clock(), window=window)
+        try:
+            async with asyncio.timeout(remaining):
+                published += (await reconciler.run(platform)).published
+        except TimeoutError:
+            break  # its checkpoint did not move: the next tick starts it again
+    return published
+
+
 def cron_jobs(settings: Settings) -> list[CronJob]:
     """The worker's scheduled jobs: always the re-drive; the rest unless `SV_SCHEDULED_JOBS=false`."""
     timeout = settings.worker.job_timeout
@@ -64,5 +103,7 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
             cron(billing_close_cron, name="billing_close", day={28, 29, 30, 31, 1, 2},
                  minute={settings.billing.billing_cron_minute}, unique=True, timeout=timeout),
             cron(invoice_due_cron, name="invoice_due", hour={3}, minute={30}, unique=True),  # job_timeout applies
+            cron(reconcile_cron, name="reconcile", minute={settings.gateways.reconcile_cron_minute}, unique=True,
+                 timeout=timeout),
         ]
     return jobs

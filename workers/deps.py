@@ -16,6 +16,8 @@ from arq.connections import ArqRedis
 
 from config import Settings
 from events.publish import Publisher
+from gateways.accounts import AccountStore
+from gateways.port import GatewayApi
 from handlers.base import Router, Services
 from jobqueue import FeedCursor, Queue
 from store import Database
@@ -80,6 +82,9 @@ class Deps:
     outages: Outages = field(default_factory=Outages)
     # The inbox feed poller's shared cursor (None: this worker runs no feed poller).
     feed: FeedCursor | None = None
+    # Gateway accounts and their list APIs, for the reconciliation cron (None: not reconciling).
+    accounts: AccountStore | None = None
+    gateway_api: GatewayApi | None = None
     # What was opened for these deps (database, HTTP client), closed by `close()` at shutdown.
     resources: AsyncExitStack = field(default_factory=AsyncExitStack)
 

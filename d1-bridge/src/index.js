@@ -5,8 +5,18 @@
 //   POST /batch  {"statements": [{"sql", "params"}, ...]} -> {"results": [{"rows", "changes", "last_row_id"}, ...]}
 //
 // /batch is ONE D1 transaction (env.DB.batch): every statement commits or none does.
-// Errors: {"error": {"message": "..."}} with 400 (malformed request), 401, 404, 405, or 500 (D1's message verbatim).
-// Secrets: BRIDGE_TOKEN (`wrangler secret put BRIDGE_TOKEN`). Binding: DB (D1).
+//
+// Two kinds of bearer token, each a list so a rotation can overlap (a JSON list or a comma list):
+//   BRIDGE_TOKEN     the application's: data statements only (SELECT, INSERT, UPDATE, DELETE, REPLACE,
+//                    WITH ..., VALUES) on the application's tables: no DDL, PRAGMA, ATTACH, VACUUM,
+//                    transaction control, `sqlite_*`/`_cf_*` tables, and no writes to d1_migrations;
+//   MIGRATION_TOKEN  the migrator's: any statement (CREATE, triggers, PRAGMA, d1_migrations ...).
+// A request holding an application token with one statement outside that set is refused whole with 403,
+// before anything runs. 401 (no or unknown token) and 403 carry no detail.
+// Errors: {"error": {"message": "..."}} with 400 (malformed request), 401, 403, 404, 405, or 500 (D1's
+// message verbatim). Secrets: `wrangler secret put BRIDGE_TOKEN` / `MIGRATION_TOKEN`. Binding: DB (D1).
+
+import { isDataStatement } from "./classify.js";
 
 const MAX_STATEMENTS = 1000;
 
@@ -23,17 +33,47 @@ function error(message, status, headers) {
   return json({ error: { message } }, status, headers);
 }
 
-// Constant-time comparison: hash both sides so lengths never differ, then timingSafeEqual.
-async function tokenMatches(request, expected) {
+// A token setting is a list, so a rotation can overlap: a JSON list (["new", "old"]) or a comma list.
+export function tokenList(value) {
+  if (typeof value !== "string") return [];
+  const text = value.trim();
+  if (text.startsWith("[")) {
+    try {
+      const parsed = JSON.parse(text);
+      return Array.isArray(parsed) ? parsed.filter((t) => typeof t === "string" && t.trim()).map((t) => t.trim()) : [];
+    } catch {
+      return [];
+    }
+  }
+  return text.split(",").map((t) => t.trim()).filter(Boolean);
+}
+
+// Constant-time comparison: hash both sides so lengths never differ, then timingSafeEqual. Every
+// configured token is compared (no early exit), so the time taken does not say which list matched.
+async function digest(text) {
+  return crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+}
+
+async function matchesAny(givenDigest, tokens) {
+  let matched = false;
+  for (const token of tokens) {
+    matched = crypto.subtle.timingSafeEqual(givenDigest, await digest(token)) || matched;
+  }
+  return matched;
+}
+
+// "app" (data statements only), "migrate" (anything), or null. A token in both lists is an app token.
+async function roleOf(request, env) {
   const header = request.headers.get("authorization") ?? "";
   const given = header.startsWith("Bearer ") ? header.slice("Bearer ".length) : "";
-  if (!expected || !given) return false;
-  const enc = new TextEncoder();
-  const [a, b] = await Promise.all([
-    crypto.subtle.digest("SHA-256", enc.encode(given)),
-    crypto.subtle.digest("SHA-256", enc.encode(expected)),
+  if (!given) return null;
+  const givenDigest = await digest(given);
+  const [app, migrate] = await Promise.all([
+    matchesAny(givenDigest, tokenList(env.BRIDGE_TOKEN)),
+    matchesAny(givenDigest, tokenList(env.MIGRATION_TOKEN)),
   ]);
-  return crypto.subtle.timingSafeEqual(a, b);
+  if (app) return "app";
+  return migrate ? "migrate" : null;
 }
 
 function isBindable(value) {
@@ -64,13 +104,20 @@ async function readBody(request) {
   }
 }
 
-async function handleQuery(request, db) {
-  const { sql, params } = statement(await readBody(request), "query");
+class Forbidden extends Error {}
+
+function allowed(statements, role) {
+  if (role !== "migrate" && !statements.every((s) => isDataStatement(s.sql))) throw new Forbidden();
+  return statements;
+}
+
+async function handleQuery(request, db, role) {
+  const [{ sql, params }] = allowed([statement(await readBody(request), "query")], role);
   const result = await db.prepare(sql).bind(...params).all();
   return json({ rows: result.results ?? [] });
 }
 
-async function handleBatch(request, db) {
+async function handleBatch(request, db, role) {
   const body = await readBody(request);
   const items = body?.statements;
   if (!Array.isArray(items) || items.length === 0) {
@@ -79,7 +126,7 @@ async function handleBatch(request, db) {
   if (items.length > MAX_STATEMENTS) {
     throw new BadRequest(`too many statements: ${items.length} > ${MAX_STATEMENTS}`);
   }
-  const stmts = items.map((item, i) => statement(item, `statements[${i}]`));
+  const stmts = allowed(items.map((item, i) => statement(item, `statements[${i}]`)), role);
   const results = await db.batch(stmts.map((s) => db.prepare(s.sql).bind(...s.params)));
   return json({
     results: results.map((r) => ({
@@ -103,12 +150,12 @@ export default {
     const handler = ROUTES[pathname];
     if (!handler) return error("not found", 404);
     if (request.method !== "POST") return error("method not allowed", 405, { allow: "POST" });
-    if (!(await tokenMatches(request, env.BRIDGE_TOKEN))) {
-      return error("missing or wrong bearer token", 401, { "www-authenticate": "Bearer" });
-    }
+    const role = await roleOf(request, env);
+    if (role === null) return error("unauthorized", 401, { "www-authenticate": "Bearer" });
     try {
-      return await handler(request, env.DB);
+      return await handler(request, env.DB, role);
     } catch (e) {
+      if (e instanceof Forbidden) return error("forbidden", 403);
       if (e instanceof BadRequest) return error(e.message, 400);
       // D1 errors (constraint, trigger RAISE, syntax, limits, "Network connection lost", ...):
       // the message is passed through verbatim so the client can classify it.

@@ -8,6 +8,7 @@ from handlers.payments.handler import (
     record_dispute_won,
     record_failed_payment,
     record_refund,
+    record_refund_reversal,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "record_dispute_won",
     "record_failed_payment",
     "record_refund",
+    "record_refund_reversal",
 ]

@@ -16,6 +16,7 @@ from events.payments import (
     PaymentFact,
     PaymentFailed,
     RefundProcessed,
+    RefundReversed,
 )
 from handlers.base import HandlerContext, Plan, Rejected
 from handlers.payments.plan import InvoiceRow, ProjectRow, Snapshot, plan_payment
@@ -42,10 +43,10 @@ async def read_snapshot(db: Database, event: PaymentFact) -> Snapshot:
             f"SELECT t.status, {_HUNDREDTHS} AS h FROM transactions t JOIN invoices i ON i.id = t.invoice_id"
             " JOIN projects p ON p.id = i.project_id WHERE p.client_id = (SELECT p2.client_id FROM invoices i2"
             " JOIN projects p2 ON p2.id = i2.project_id WHERE i2.id = ?) GROUP BY t.status", (event.invoice_id,)),
-        Statement("SELECT 1 AS hit FROM gateway_objects WHERE gateway = ? AND object_id = ? AND kind = ?",
-                  (event.gateway, event.object_id(), event.kind)),
+        Statement("SELECT kind, amount_minor FROM gateway_objects WHERE gateway = ? AND object_id = ?"
+                  " AND account_id IN (?, '')", (event.gateway, event.object_id(), event.account_id)),
         Statement("SELECT invoice_id FROM gateway_objects WHERE gateway = ? AND payment_id = ? AND kind = 'capture'"
-                  " LIMIT 1", (event.gateway, event.payment_id)),
+                  " AND account_id IN (?, '') LIMIT 1", (event.gateway, event.payment_id, event.account_id)),
     ])
     if not invoice_rows:
         return Snapshot(invoice=None)
@@ -53,7 +54,8 @@ async def read_snapshot(db: Database, event: PaymentFact) -> Snapshot:
     project = _project(project_rows[0]) if project_rows else None
     return Snapshot(
         invoice=invoice, project=project, invoice_sums=_sums(invoice_sums, invoice.currency),
-        client_sums=_sums(client_sums, invoice.currency) if project else {}, already_recorded=bool(ledger_rows),
+        client_sums=_sums(client_sums, invoice.currency) if project else {},
+        recorded={str(r["kind"]): int(r["amount_minor"]) for r in ledger_rows},
         captured_on=str(capture_rows[0]["invoice_id"]) if capture_rows else None,
     )
 
@@ -97,6 +99,10 @@ async def record_failed_payment(event: PaymentFailed, ctx: HandlerContext) -> Pl
 
 
 async def record_refund(event: RefundProcessed, ctx: HandlerContext) -> Plan:
+    return await _record(event, ctx)
+
+
+async def record_refund_reversal(event: RefundReversed, ctx: HandlerContext) -> Plan:
     return await _record(event, ctx)
 
 

@@ -9,6 +9,17 @@ Transactions (`transactions.status`, amount as REAL rounded to 2 places):
   capture → paid (+), refund → refunded (minus), dispute lost → disputed (minus the amount deducted),
   failure → failed (moves nothing). A dispute opened or won moves no money: it is recorded in the
   `gateway_objects` ledger and the audit log only.
+
+A refund reversed (it failed or was cancelled after it succeeded) is a compensating transaction: a
+`refunded` row of MINUS the refund's amount, so the refunds net to zero and the invoice's net received
+and status are restored. The refund and its reversal commute: whichever is recorded second writes the
+reversing row (a reversal with no refund recorded yet moves nothing — the refund may never have
+succeeded — and the refund, when it comes, writes both rows). Each asserts in its batch that the other
+is still unrecorded when it planned so, so concurrent workers cannot both skip it.
+
+The tenant rule: a fact is applied only to an invoice of the org that owns the gateway account that
+signed it (a studio's account, never an overage invoice), or by the platform's account to an overage
+invoice; anything else is `wrong_tenant`, whatever the notes said.
 """
 
 from __future__ import annotations
@@ -28,12 +39,15 @@ from handlers.base import Plan, Rejected
 from store import Statement, expect_rows, expect_version
 
 TXN_STATUS: dict[ObjectKind, str | None] = {
-    "capture": "paid", "failure": "failed", "refund": "refunded", "dispute_lost": "disputed",
-    "dispute_created": None, "dispute_won": None,
+    "capture": "paid", "failure": "failed", "refund": "refunded", "refund_reversed": "refunded",
+    "dispute_lost": "disputed", "dispute_created": None, "dispute_won": None,
 }
 SIGN: dict[str, int] = {"paid": 1, "refunded": -1, "disputed": -1, "failed": 0}
-MONEY_KINDS: frozenset[ObjectKind] = frozenset({"capture", "refund", "dispute_lost"})
-HIGH_SEVERITY: frozenset[ObjectKind] = frozenset({"refund", "dispute_created", "dispute_won", "dispute_lost"})
+MONEY_KINDS: frozenset[ObjectKind] = frozenset({"capture", "refund", "refund_reversed", "dispute_lost"})
+HIGH_SEVERITY: frozenset[ObjectKind] = frozenset({"refund", "refund_reversed", "dispute_created", "dispute_won",
+                                                  "dispute_lost"})
+# The kind whose presence decides whether a refund fact writes its reversing row too, and the other way.
+COUNTERPART: dict[ObjectKind, ObjectKind] = {"refund": "refund_reversed", "refund_reversed": "refund"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +83,8 @@ class Snapshot:
     project: ProjectRow | None = None
     invoice_sums: Mapping[str, int] = field(default_factory=dict)  # transactions.status → minor units
     client_sums: Mapping[str, int] = field(default_factory=dict)  # over all the client's invoices
-    already_recorded: bool = False  # this gateway object (and kind) is in the ledger already
+    # What the ledger holds for this gateway object (under the signing account): kind → amount_minor.
+    recorded: Mapping[str, int] = field(default_factory=dict)
     captured_on: str | None = None  # the invoice this payment's capture is recorded on, if it is
 
 
@@ -87,11 +102,29 @@ def derive_invoice_status(amount_total_minor: int, net_minor: int, due_at_ms: in
     return "issued"
 
 
+def check_signer(event: PaymentFact, inv: InvoiceRow) -> None:
+    """The tenant rule: the account that signed the fact decides whose invoice it may name."""
+    if event.account_role == "platform":
+        if inv.invoice_type != "overage":
+            raise Rejected("wrong_tenant", f"the platform's {event.gateway} account {event.account_id} is paid"
+                           f" overage invoices only; {inv.id} is not one")
+        return
+    if event.account_org_id != inv.org_id:
+        raise Rejected("wrong_tenant", f"invoice {inv.id} does not belong to the org that owns {event.gateway}"
+                       f" account {event.account_id}")
+    if inv.invoice_type == "overage":
+        raise Rejected("wrong_tenant", f"overage invoice {inv.id} is paid to the platform's account, not to"
+                       f" studio account {event.account_id}")
+
+
 def check(event: PaymentFact, snap: Snapshot, envelope: Envelope) -> InvoiceRow:
     """Permanent problems first (dead-lettered, nothing written): unknown invoice, tenant, currency."""
     inv = snap.invoice
     if inv is None:
         raise Rejected("unknown_invoice", f"invoice {event.invoice_id} does not exist")
+    check_signer(event, inv)
+    if event.kind == "capture" and event.amount_minor <= 0:
+        raise Rejected("zero_amount", "a capture of 0 moves no money and confirms nothing")
     if inv.org_id != envelope.org_id or inv.branch_id != envelope.branch_id:
         raise Rejected("wrong_tenant", f"invoice {inv.id} belongs to another org or branch than the event")
     if snap.project and not (snap.project.branch_id == snap.project.client_branch_id == envelope.branch_id):
@@ -106,31 +139,50 @@ def check(event: PaymentFact, snap: Snapshot, envelope: Envelope) -> InvoiceRow:
     return inv
 
 
+def transactions_for(event: PaymentFact, snap: Snapshot) -> list[tuple[str, int]]:
+    """The transaction rows (status, signed minor units) recording `event`, given what is recorded."""
+    status = TXN_STATUS[event.kind]
+    if status is None:
+        return []
+    if event.kind == "refund_reversed":  # restore what the recorded refund took, or nothing yet
+        return [("refunded", -snap.recorded["refund"])] if "refund" in snap.recorded else []
+    rows = [(status, event.amount_minor)]
+    if event.kind == "refund" and "refund_reversed" in snap.recorded:
+        rows.append(("refunded", -event.amount_minor))  # its reversal came first: record both, net nothing
+    return rows
+
+
 def plan_payment(
     event: PaymentFact, snap: Snapshot, envelope: Envelope, now: datetime, ids: Callable[[str], str] = new_id
 ) -> Plan:
     """The batch that records `event` against its invoice, or raises `Rejected`."""
     inv = check(event, snap, envelope)
-    what = {"gateway": event.gateway, "kind": event.kind, "object_id": event.object_id(), "invoice_id": inv.id}
-    if snap.already_recorded:
+    what = {"gateway": event.gateway, "account_id": event.account_id, "kind": event.kind,
+            "object_id": event.object_id(), "invoice_id": inv.id}
+    if event.kind in snap.recorded:
         return Plan(outcome="ignored", log={"duplicate_gateway_object": True, **what})
     now_ms = epoch_ms(now)
-    status = TXN_STATUS[event.kind]
-    txn_id = ids("txn") if status else None
-    statements = [_not_yet_recorded(event)]
-    if status:
+    rows = transactions_for(event, snap)
+    txn_ids = [ids("txn") for _ in rows]
+    statements = [_not_yet_recorded(event, event.kind)]
+    counterpart = COUNTERPART.get(event.kind)
+    if counterpart is not None and counterpart not in snap.recorded:
+        statements.append(_not_yet_recorded(event, counterpart))  # planned on its absence: it must stay absent
+    for row_id, (status, amount) in zip(txn_ids, rows, strict=True):
         statements.append(Statement(
             "INSERT INTO transactions (id, invoice_id, gateway_payment_id, status, amount, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (txn_id, inv.id, event.payment_id, status, to_major(event.amount_minor, event.currency), now_ms)))
+            (row_id, inv.id, event.payment_id, status, to_major(amount, event.currency), now_ms)))
+    txn_id = txn_ids[0] if txn_ids else None
     statements.append(Statement(
-        "INSERT INTO gateway_objects (gateway, object_id, kind, payment_id, invoice_id, transaction_id, amount_minor,"
-        " currency, event_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (event.gateway, event.object_id(), event.kind, event.payment_id, inv.id, txn_id, event.amount_minor,
-         event.currency, envelope.event_id, now_ms)))
+        "INSERT INTO gateway_objects (gateway, account_id, object_id, kind, payment_id, invoice_id, transaction_id,"
+        " amount_minor, currency, event_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (event.gateway, event.account_id, event.object_id(), event.kind, event.payment_id, inv.id, txn_id,
+         event.amount_minor, event.currency, envelope.event_id, now_ms)))
     log: dict[str, object] = dict(what)
-    if event.kind in MONEY_KINDS and status:
-        statements += _money_moved(event, snap, inv, status=status, now_ms=now_ms, log=log)
+    if event.kind in MONEY_KINDS and rows:
+        delta = sum(SIGN[status] * amount for status, amount in rows)
+        statements += _money_moved(snap, inv, delta=delta, now_ms=now_ms, log=log)
     follow_ups: list[Envelope] = []
     if event.kind == "capture" and inv.invoice_type == "booking" and snap.project and snap.project.status == "inquiry":
         statements += _activate(snap.project, now_ms)
@@ -140,18 +192,17 @@ def plan_payment(
     return Plan(statements=statements, follow_ups=follow_ups, log=log)
 
 
-def _not_yet_recorded(event: PaymentFact) -> Statement:
+def _not_yet_recorded(event: PaymentFact, kind: str) -> Statement:
     # A concurrent recording of the same object makes this batch conflict (retry, then "ignored"),
     # rather than fail on the primary key, which stays as the last line of defence.
     return expect_rows(
-        "SELECT count(*) = 0 FROM gateway_objects WHERE gateway = ? AND object_id = ? AND kind = ?",
-        [event.gateway, event.object_id(), event.kind])
+        "SELECT count(*) = 0 FROM gateway_objects WHERE gateway = ? AND object_id = ? AND kind = ?"
+        " AND account_id IN (?, '')", [event.gateway, event.object_id(), kind, event.account_id])
 
 
 def _money_moved(
-    event: PaymentFact, snap: Snapshot, inv: InvoiceRow, *, status: str, now_ms: int, log: dict[str, object]
+    snap: Snapshot, inv: InvoiceRow, *, delta: int, now_ms: int, log: dict[str, object]
 ) -> list[Statement]:
-    delta = SIGN[status] * event.amount_minor
     net = net_received(snap.invoice_sums) + delta
     new_status = derive_invoice_status(to_minor(inv.amount_total, inv.currency), net, inv.due_at, now_ms)
     log.update(invoice_status=new_status, invoice_net_minor=net)
@@ -195,6 +246,7 @@ def _audit(
         "gateway": event.gateway, "kind": event.kind, "invoice_id": inv.id, "payment_id": event.payment_id,
         "object_id": event.object_id(), "amount_minor": event.amount_minor, "currency": event.currency,
         "transaction_id": txn_id, "gateway_event_id": event.evidence.gateway_event_id, "event_id": envelope.event_id,
+        "account_id": event.account_id, "source": event.evidence.source,
     }
     severity = "high" if event.kind in HIGH_SEVERITY else "medium"
     return audit_row(ids("aud"), envelope.org_id, inv.branch_id, event_type=envelope.type, severity=severity,

@@ -24,7 +24,7 @@ from store import (
 )
 from store.d1 import BridgeAuthError, D1BridgeDatabase
 from store.port import MAX_SQL_BYTES
-from tests.conftest import D1_TOKEN
+from tests.conftest import D1_MIGRATION_TOKEN, D1_TOKEN
 
 d1 = pytest.mark.d1
 
@@ -47,12 +47,20 @@ async def bridge_db(d1_bridge_url: str) -> AsyncIterator[D1BridgeDatabase]:
 
 
 @pytest.fixture
-async def table(bridge_db: D1BridgeDatabase) -> AsyncIterator[str]:
-    """A throwaway `t_<hex>(id TEXT PRIMARY KEY, n INTEGER)`, dropped afterwards."""
+async def admin_db(d1_bridge_url: str) -> AsyncIterator[D1BridgeDatabase]:
+    """The migrator's connection (migration token): the only one that may change the schema."""
+    database = D1BridgeDatabase(d1_bridge_url, D1_MIGRATION_TOKEN, setting="D1_MIGRATION_TOKEN")
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def table(admin_db: D1BridgeDatabase) -> AsyncIterator[str]:
+    """A throwaway `t_<hex>(id TEXT PRIMARY KEY, n INTEGER)` made with the migration token, dropped afterwards."""
     name = unique("t")
-    await bridge_db.batch([Statement(f"CREATE TABLE {name} (id TEXT PRIMARY KEY, n INTEGER NOT NULL)")])
+    await admin_db.batch([Statement(f"CREATE TABLE {name} (id TEXT PRIMARY KEY, n INTEGER NOT NULL)")])
     yield name
-    await bridge_db.batch([Statement(f"DROP TABLE IF EXISTS {name}")])
+    await admin_db.batch([Statement(f"DROP TABLE IF EXISTS {name}")])
 
 
 AUTH = {"authorization": f"Bearer {D1_TOKEN}"}
@@ -90,7 +98,7 @@ async def test_requests_without_the_right_token_are_refused(
 @d1
 async def test_adapter_with_a_wrong_token_names_the_setting(d1_bridge_url: str) -> None:
     async with D1BridgeDatabase(d1_bridge_url, "not-the-token") as database:
-        with pytest.raises(BridgeAuthError, match="D1_BRIDGE_TOKEN"):
+        with pytest.raises(BridgeAuthError, match="SV_D1_BRIDGE_TOKEN"):
             await database.query("SELECT 1")
         assert database.requests == 1  # an auth failure is not retried
     assert issubclass(BridgeAuthError, QueryError)
@@ -140,11 +148,17 @@ async def test_unknown_path_is_404_and_wrong_method_405(http: httpx.AsyncClient)
 
 @d1
 async def test_d1_errors_are_500_with_d1s_message(http: httpx.AsyncClient) -> None:
-    response = await http.post("/query", json={"sql": "SELEC 1", "params": []}, headers=AUTH)
+    # Not a data statement the application token may send (403): the migrator's token passes it to D1.
+    response = await http.post("/query", json={"sql": "SELEC 1", "params": []},
+                               headers={"authorization": f"Bearer {D1_MIGRATION_TOKEN}"})
     assert response.status_code == 500
     assert response.json() == {
         "error": {"message": 'D1_ERROR: near "SELEC": syntax error at offset 0: SQLITE_ERROR'}
     }
+    missing = await http.post("/query", json={"sql": "SELECT * FROM no_such_table_here", "params": []},
+                              headers=AUTH)
+    assert missing.status_code == 500
+    assert "no such table: no_such_table_here" in missing.json()["error"]["message"]
 
 
 @d1
@@ -212,9 +226,9 @@ async def test_batch_returns_changes_per_statement(bridge_db: D1BridgeDatabase, 
 
 
 @d1
-async def test_d1_enforces_foreign_keys(bridge_db: D1BridgeDatabase) -> None:
+async def test_d1_enforces_foreign_keys(bridge_db: D1BridgeDatabase, admin_db: D1BridgeDatabase) -> None:
     parent, child = unique("parent"), unique("child")
-    await bridge_db.batch(
+    await admin_db.batch(
         [
             Statement(f"CREATE TABLE {parent} (id TEXT PRIMARY KEY)"),
             Statement(
@@ -223,20 +237,20 @@ async def test_d1_enforces_foreign_keys(bridge_db: D1BridgeDatabase) -> None:
         ]
     )
     try:
-        assert await bridge_db.query("PRAGMA foreign_keys") == [{"foreign_keys": 1}]
+        assert await admin_db.query("PRAGMA foreign_keys") == [{"foreign_keys": 1}]
         with pytest.raises(ConstraintViolation, match="FOREIGN KEY constraint failed"):
             await bridge_db.batch([Statement(f"INSERT INTO {child} (id, parent_id) VALUES ('c', 'nobody')")])
         assert await bridge_db.query(f"SELECT * FROM {child}") == []
     finally:
-        await bridge_db.batch([Statement(f"DROP TABLE {child}"), Statement(f"DROP TABLE {parent}")])
+        await admin_db.batch([Statement(f"DROP TABLE {child}"), Statement(f"DROP TABLE {parent}")])
 
 
 @d1
 async def test_raise_abort_from_instead_of_trigger_is_version_conflict(
-    bridge_db: D1BridgeDatabase, table: str
+    bridge_db: D1BridgeDatabase, admin_db: D1BridgeDatabase, table: str
 ) -> None:
     view = unique("assert")
-    await bridge_db.batch(
+    await admin_db.batch(
         [
             Statement(f"CREATE VIEW {view} AS SELECT 1 AS ok"),
             Statement(
@@ -270,7 +284,7 @@ async def test_raise_abort_from_instead_of_trigger_is_version_conflict(
         )
         assert await bridge_db.query(f"SELECT n FROM {table}") == [{"n": 2}]
     finally:
-        await bridge_db.batch([Statement(f"DROP VIEW {view}")])  # drops its trigger too
+        await admin_db.batch([Statement(f"DROP VIEW {view}")])  # drops its trigger too
 
 
 @d1

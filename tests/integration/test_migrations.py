@@ -98,20 +98,19 @@ def test_seed_parser_reads_all_thirteen_tables() -> None:
     assert indexes["projects"] == {("branch_id", "status"), ("branch_id", "start_date"), ("client_id",)}
 
 
-async def test_migrated_schema_matches_the_seed_column_for_column_and_index_for_index(db: Database) -> None:
+async def test_migrated_schema_matches_the_seed_column_for_column_and_index_for_index(schema_db: Database) -> None:
     tables, indexes = parse_seed(SEED.read_text())
     for table, expected_columns in tables.items():
-        columns, indexed = await live_schema(db, table)
+        columns, indexed = await live_schema(schema_db, table)
         assert columns == expected_columns, table
         assert indexed == indexes[table], table
 
 
-async def test_migrating_again_changes_nothing(db: Database) -> None:
-    before = await db.query("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE '\\_cf\\_%' ESCAPE '\\'"
-                            " ORDER BY name")
-    assert await migrate(db) == []
-    after = await db.query("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE '\\_cf\\_%' ESCAPE '\\'"
-                           " ORDER BY name")
+async def test_migrating_again_changes_nothing(schema_db: Database) -> None:
+    objects = "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE '\\_cf\\_%' ESCAPE '\\' ORDER BY name"
+    before = await schema_db.query(objects)
+    assert await migrate(schema_db) == []
+    after = await schema_db.query(objects)
     assert after == before
 
 
@@ -122,11 +121,11 @@ async def test_applied_migrations_are_recorded_as_wrangler_records_them(db: Data
     assert (await state(db)).pending == []
 
 
-async def test_a_database_with_wranglers_record_is_current(db: Database) -> None:
+async def test_a_database_with_wranglers_record_is_current(schema_db: Database) -> None:
     """A migration recorded by wrangler (same table, same name) is not applied a second time."""
-    current = await state(db)
+    current = await state(schema_db)
     assert current.applied == [f.name for f in migration_files()]
-    assert await migrate(db) == []
+    assert await migrate(schema_db) == []
 
 
 def test_split_keeps_trigger_bodies_whole() -> None:

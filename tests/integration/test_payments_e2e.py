@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from bootstrap.ingress import build_app
 from tests.support.factories import NOW_MS, make_tenant
-from tests.support.gateway import RAZORPAY_SECRET, rzp_captured, serve, sign_razorpay
+from tests.support.gateway import connect_account, rzp_captured, serve, sign_razorpay
 from tests.support.pipeline import Pipeline
 
 ROUTER = "handlers.routes:ROUTER"
@@ -27,9 +26,9 @@ def fixed_clock(deps):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 async def http(pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:
-    """The production app with its own lifespan (database and Redis from settings), served by uvicorn."""
-    settings = pipeline.settings.replace(razorpay_webhook_secrets=[SecretStr(RAZORPAY_SECRET)])
-    async with serve(build_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+    """The production app with its own lifespan (database, Redis and the encrypted accounts from settings),
+    served by uvicorn."""
+    async with serve(build_app(pipeline.settings)) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
         yield client
 
 
@@ -41,9 +40,10 @@ async def test_a_signed_razorpay_capture_posted_to_the_ingress_pays_the_invoice_
     pipeline: Pipeline, http: httpx.AsyncClient
 ) -> None:
     t = await make_tenant(pipeline.db, amount_total=1180.0)
+    account = await connect_account(pipeline.db, t.org_id)
     await pipeline.start_worker(ROUTER, customize=fixed_clock)
     body, headers = sign_razorpay(rzp_captured(t.invoice_id, 118000, payment_id="pay_E2E0001"))
-    response = await http.post("/webhooks/razorpay", content=body, headers=headers)
+    response = await http.post(f"/webhooks/razorpay/{account.endpoint_key}", content=body, headers=headers)
     assert response.status_code == 200, response.text
     event_id = response.json()["event_id"]
 
@@ -70,9 +70,11 @@ async def test_two_captures_of_one_invoice_on_two_workers_both_land(
     pipeline: Pipeline, http: httpx.AsyncClient
 ) -> None:
     t = await make_tenant(pipeline.db, amount_total=1000.0)
+    account = await connect_account(pipeline.db, t.org_id)
     for payment_id, amount in (("pay_Half0001", 60000), ("pay_Half0002", 40000)):
         body, headers = sign_razorpay(rzp_captured(t.invoice_id, amount, payment_id=payment_id))
-        assert (await http.post("/webhooks/razorpay", content=body, headers=headers)).status_code == 200
+        response = await http.post(f"/webhooks/razorpay/{account.endpoint_key}", content=body, headers=headers)
+        assert response.status_code == 200
     with capture_logs() as logs:
         # One job each, two Deps (two lock tables): the two captures run at the same time.
         await pipeline.start_worker(ROUTER, customize=fixed_clock, max_jobs=1)

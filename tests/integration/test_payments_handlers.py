@@ -15,7 +15,7 @@ from events.payments import DisputeCreated, DisputeLost, PaymentCaptured, Paymen
 from handlers.audit import system_user_id
 from store import ConstraintViolation, Database, Statement
 from tests.support.factories import NOW_MS, Tenant, make_tenant
-from tests.support.gateway import Applier, evidence
+from tests.support.gateway import Applier, evidence, signed_by
 
 NOW = datetime.fromtimestamp(NOW_MS / 1000 + 86_400, tz=UTC)  # one day after the invoice was issued
 
@@ -26,14 +26,16 @@ async def applier(db: Database, redis_url: str) -> AsyncIterator[Applier]:
         yield a
 
 
-def capture(t: Tenant, payment_id: str, amount: int, currency: str = "INR") -> PaymentCaptured:
+def capture(t: Tenant, payment_id: str, amount: int, currency: str = "INR", signer: Tenant | None = None
+            ) -> PaymentCaptured:
+    """A capture of `t`'s invoice, signed by `signer`'s account (by default `t`'s own)."""
     return PaymentCaptured(gateway="razorpay", invoice_id=t.invoice_id, payment_id=payment_id, amount_minor=amount,
-                           currency=currency, evidence=evidence(f"ev_{payment_id}"))
+                           currency=currency, evidence=evidence(f"ev_{payment_id}"), **signed_by(signer or t))
 
 
 def refund(t: Tenant, payment_id: str, refund_id: str, amount: int) -> RefundProcessed:
     return RefundProcessed(gateway="razorpay", invoice_id=t.invoice_id, payment_id=payment_id, refund_id=refund_id,
-                           amount_minor=amount, currency="INR", evidence=evidence(f"ev_{refund_id}"))
+                           amount_minor=amount, currency="INR", evidence=evidence(f"ev_{refund_id}"), **signed_by(t))
 
 
 async def state(db: Database, t: Tenant) -> dict[str, Any]:
@@ -105,12 +107,12 @@ async def test_a_lost_dispute_past_due_reopens_the_invoice_as_overdue(db: Databa
     t = await make_tenant(db, amount_total=1000.0, due_at=NOW_MS)  # due before NOW
     await applier.deliver(capture(t, "pay_d1", 100000), t)
     opened = DisputeCreated(gateway="razorpay", invoice_id=t.invoice_id, payment_id="pay_d1", dispute_id="disp_d1",
-                            amount_minor=100000, currency="INR", evidence=evidence("ev_disp_open"))
+                            amount_minor=100000, currency="INR", evidence=evidence("ev_disp_open"), **signed_by(t))
     await applier.deliver(opened, t)
     s = await state(db, t)
     assert (s["invoice"], len(s["transactions"])) == ("paid", 1)  # an open dispute moves no money
     lost = DisputeLost(gateway="razorpay", invoice_id=t.invoice_id, payment_id="pay_d1", dispute_id="disp_d1",
-                       amount_minor=100000, currency="INR", evidence=evidence("ev_disp_lost"))
+                       amount_minor=100000, currency="INR", evidence=evidence("ev_disp_lost"), **signed_by(t))
     await applier.deliver(lost, t)
     s = await state(db, t)
     assert (s["invoice"], s["total_spend"]) == ("overdue", 0.0)
@@ -122,7 +124,7 @@ async def test_a_failed_payment_is_recorded_and_moves_nothing(db: Database, appl
     t = await make_tenant(db)
     failed = PaymentFailed(gateway="razorpay", invoice_id=t.invoice_id, payment_id="pay_f1", attempt_id="pay_f1",
                            amount_minor=118000, currency="INR", reason="payment_cancelled",
-                           evidence=evidence("ev_f1"))
+                           evidence=evidence("ev_f1"), **signed_by(t))
     assert await applier.deliver(failed, t) == "applied"
     s = await state(db, t)
     assert (s["invoice"], s["total_spend"], s["project"]["status"]) == ("issued", 0.0, "inquiry")
@@ -130,10 +132,13 @@ async def test_a_failed_payment_is_recorded_and_moves_nothing(db: Database, appl
 
 
 async def test_the_same_refund_under_two_gateway_event_ids_is_recorded_once(db: Database, applier: Applier) -> None:
+    """One fact, one dedupe key: the second gateway event of the same refund is a duplicate at publish (it
+    was an `ignored` second inbox row while the key was the gateway event id)."""
     t = await make_tenant(db, amount_total=1000.0)
     await applier.deliver(capture(t, "pay_s1", 100000), t)
     assert await applier.deliver(refund(t, "pay_s1", "rfnd_s1", 10000), t, gateway_event_id="evA") == "applied"
-    assert await applier.deliver(refund(t, "pay_s1", "rfnd_s1", 10000), t, gateway_event_id="evB") == "ignored"
+    assert await applier.deliver(refund(t, "pay_s1", "rfnd_s1", 10000), t, gateway_event_id="evB") == "duplicate"
+    assert len(await db.query("SELECT id FROM event_inbox WHERE type = 'payment.refund_processed'")) == 1
     s = await state(db, t)
     assert s["total_spend"] == 900.0
     assert [x for x in s["transactions"] if x[1] == "refunded"] == [("pay_s1", "refunded", 100.0)]
@@ -141,9 +146,10 @@ async def test_the_same_refund_under_two_gateway_event_ids_is_recorded_once(db: 
 
 async def test_the_database_refuses_a_gateway_object_recorded_twice(db: Database) -> None:
     t = await make_tenant(db)
-    row = ("razorpay", "rfnd_x", "refund", "pay_x", t.invoice_id, None, 100, "INR", new_id("evt"), 0)
-    insert = Statement("INSERT INTO gateway_objects (gateway, object_id, kind, payment_id, invoice_id, transaction_id,"
-                       " amount_minor, currency, event_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    row = ("razorpay", "acc_X", "rfnd_x", "refund", "pay_x", t.invoice_id, None, 100, "INR", new_id("evt"), 0)
+    insert = Statement("INSERT INTO gateway_objects (gateway, account_id, object_id, kind, payment_id, invoice_id,"
+                       " transaction_id, amount_minor, currency, event_id, created_at)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
     await db.batch([insert])
     with pytest.raises(ConstraintViolation):
         await db.batch([insert])
@@ -171,7 +177,7 @@ async def test_an_unknown_invoice_is_dead_lettered_and_writes_nothing(db: Databa
 
 async def test_an_invoice_of_another_org_is_dead_lettered_and_writes_nothing(db: Database, applier: Applier) -> None:
     mine, theirs = await make_tenant(db), await make_tenant(db)
-    assert await applier.deliver(capture(theirs, "pay_w1", 118000), mine) == "dead"
+    assert await applier.deliver(capture(theirs, "pay_w1", 118000, signer=mine), mine) == "dead"
     assert (await _dead_reason(db))[1].startswith("wrong_tenant")
     await _nothing_written(db, theirs)
 

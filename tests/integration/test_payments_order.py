@@ -1,6 +1,8 @@
-"""Order independence, as a property: any sequence of captures, partial captures, refunds, failures and
-dispute events for an invoice, delivered in any order and with duplicates, ends in the same invoice status,
-transactions, client total_spend, ledger and audit rows as the natural order delivered once.
+"""Order independence, as a property: any sequence of captures, partial captures, refunds, refunds that
+later fail (reversals), failures and dispute events for an invoice, delivered in any order and with
+duplicates — the same job again, the same fact under another gateway event id (a sibling event), and the
+same fact found by reconciliation — ends in the same invoice status, transactions, client total_spend,
+ledger and audit rows as the natural order delivered once.
 
 Driven through the production `apply_event` job on a real SQLite file and a real Redis queue."""
 
@@ -26,21 +28,26 @@ from events.payments import (
     PaymentFact,
     PaymentFailed,
     RefundProcessed,
+    RefundReversed,
 )
 from store import Database, Statement
 from store.migrate import migrate
 from store.sqlite import SqliteDatabase
 from tests.support.factories import NOW_MS, Tenant, make_tenant
-from tests.support.gateway import Applier, evidence
+from tests.support.gateway import Applier, evidence, signed_by
 
 NOW = datetime.fromtimestamp(NOW_MS / 1000 + 86_400, tz=UTC)
 TOTAL = 100_000  # ₹1,000.00 in paise
+
+
+ACCOUNT = "acc_PropertyTest001"  # both tenants' facts name the same account id: their audit rows compare equal
 
 
 @dataclass(frozen=True)
 class Payment:
     amount: int
     refund: int  # 0: none
+    refund_fails: bool  # the refund fails after it succeeded: a reversal follows it
     dispute: str  # none | open | won | lost
     failed_first: bool
 
@@ -49,15 +56,17 @@ payments = st.builds(
     Payment,
     amount=st.sampled_from([25_000, 40_000, 60_000, 100_000]),
     refund=st.sampled_from([0, 0, 10_000, 25_000]),
+    refund_fails=st.booleans(),
     dispute=st.sampled_from(["none", "none", "open", "won", "lost"]),
     failed_first=st.booleans(),
 )
 
 
-def natural_order(plan: list[Payment], invoice_id: str, tag: str) -> list[PaymentFact]:
-    """The facts in the order they happen: attempt, capture, refund, dispute opened, dispute closed."""
+def natural_order(plan: list[Payment], tenant: Tenant, tag: str) -> list[PaymentFact]:
+    """The facts in the order they happen: attempt, capture, refund (reversed), dispute opened, closed."""
     facts: list[PaymentFact] = []
-    common = {"gateway": "razorpay", "invoice_id": invoice_id, "currency": "INR"}
+    common = {"gateway": "razorpay", "invoice_id": tenant.invoice_id, "currency": "INR",
+              **signed_by(tenant, ACCOUNT)}
     for i, p in enumerate(plan):
         pay = f"pay_{tag}_{i}"
         if p.failed_first:
@@ -67,6 +76,9 @@ def natural_order(plan: list[Payment], invoice_id: str, tag: str) -> list[Paymen
         if p.refund:
             facts.append(RefundProcessed(**common, payment_id=pay, refund_id=f"rfnd_{tag}_{i}", amount_minor=p.refund,
                                          evidence=evidence(f"e{tag}r{i}")))
+            if p.refund_fails:
+                facts.append(RefundReversed(**common, payment_id=pay, refund_id=f"rfnd_{tag}_{i}",
+                                            amount_minor=p.refund, evidence=evidence(f"e{tag}rr{i}")))
         if p.dispute != "none":
             dispute = {"payment_id": pay, "dispute_id": f"disp_{tag}_{i}"}
             facts.append(DisputeCreated(**common, **dispute, amount_minor=p.amount, evidence=evidence(f"e{tag}d{i}")))
@@ -80,15 +92,28 @@ def natural_order(plan: list[Payment], invoice_id: str, tag: str) -> list[Paymen
 @dataclass(frozen=True)
 class Delivery:
     index: int  # which fact
-    how: str  # "first" | "redelivery" (same gateway event id) | "new_event_id" (same object, another event)
+    # "first" | "redelivery" (the same job again) | "new_event_id" (a sibling gateway event of the same fact)
+    # | "reconciled" (the same fact, listed from the gateway's API by the reconciler)
+    how: str
+
+
+HOWS = ["redelivery", "new_event_id", "reconciled"]
+SAMPLE = Tenant("org_01a2101d-abe5-750c-a3eb-7a47c0c52bed", "brn_01a2101d-abe5-750c-a3eb-7a47c0c52bed", "", "",
+                "inv_01a2101d-abe5-750c-a3eb-7a47c0c52bed")
+
+
+def reconciled(fact: PaymentFact, n: int) -> PaymentFact:
+    """The fact as the reconciler publishes it: listed, not delivered (another id, source, time)."""
+    listed = fact.evidence.model_copy(update={"gateway_event_id": f"{fact.object_id()}-listed-{n}",
+                                              "source": "reconciliation", "headers": {}})
+    return fact.model_copy(update={"evidence": listed})
 
 
 @st.composite
 def scenarios(draw: st.DrawFn) -> tuple[list[Payment], bool, list[Delivery]]:
     plan = draw(st.lists(payments, min_size=1, max_size=3))
-    n = len(natural_order(plan, "inv_01a2101d-abe5-750c-a3eb-7a47c0c52bed", "x"))
-    extra = draw(st.lists(st.tuples(st.integers(0, n - 1), st.sampled_from(["redelivery", "new_event_id"])),
-                          max_size=4))
+    n = len(natural_order(plan, SAMPLE, "x"))
+    extra = draw(st.lists(st.tuples(st.integers(0, n - 1), st.sampled_from(HOWS)), max_size=5))
     deliveries = [Delivery(i, "first") for i in range(n)] + [Delivery(i, how) for i, how in extra]
     return plan, draw(st.booleans()), draw(st.permutations(deliveries))
 
@@ -108,7 +133,7 @@ async def snapshot(db: Database, t: Tenant, tag: str) -> dict[str, Any]:
     audit_rows = []
     for a in audits:
         payload = json.loads(a["payload_json"])
-        for volatile in ("transaction_id", "event_id", "gateway_event_id", "invoice_id"):
+        for volatile in ("transaction_id", "event_id", "gateway_event_id", "invoice_id", "source"):
             payload.pop(volatile)
         audit_rows.append([a["event_type"], a["severity"], payload])
     return norm({
@@ -146,21 +171,23 @@ async def test_any_delivery_order_with_duplicates_converges_to_the_natural_order
     shuffled = await make_tenant(db, amount_total=TOTAL / 100, due_at=due_at)
     tag_a, tag_b = (uuid.uuid4().hex[:10] for _ in range(2))
 
-    for fact in natural_order(plan, once.invoice_id, tag_a):
+    for fact in natural_order(plan, once, tag_a):
         assert await applier.deliver(fact, once) == "applied"
 
-    facts = natural_order(plan, shuffled.invoice_id, tag_b)
+    facts = natural_order(plan, shuffled, tag_b)
     seen: dict[int, str] = {}
     for n, d in enumerate(deliveries):
         fact = facts[d.index]
         if d.how == "redelivery" and d.index in seen:  # at-least-once: the same job again
             assert await applier.apply(seen[d.index]) == "duplicate"
             continue
+        if d.how == "reconciled":
+            fact = reconciled(fact, n)
         event_id = f"{fact.evidence.gateway_event_id}-{n}" if d.how == "new_event_id" else None
         outcome = await applier.deliver(fact, shuffled, gateway_event_id=event_id)
-        assert outcome in {"applied", "ignored", "duplicate"}
-        row = await db.query("SELECT payload_json FROM event_inbox WHERE dedupe_key = ?",
-                             (f"razorpay:event:{event_id or fact.evidence.gateway_event_id}",))
+        first = d.index not in seen
+        assert outcome == ("applied" if first else "duplicate")  # one fact, one key: only the first applies
+        row = await db.query("SELECT payload_json FROM event_inbox WHERE dedupe_key = ?", (fact.dedupe_key(),))
         seen.setdefault(d.index, row[0]["payload_json"])
 
     assert await snapshot(db, shuffled, tag_b) == await snapshot(db, once, tag_a)

@@ -19,7 +19,8 @@ from tests.support.d1bridge import start_bridge
 from tests.support.redis_server import RedisProcess, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.d1]
-TOKEN = "outage-test-token"
+TOKEN = "outage-test-token"  # the application's: data statements only
+MIGRATION_TOKEN = "outage-test-migration-token"
 
 
 class Bridge:
@@ -34,7 +35,7 @@ class Bridge:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self._running = start_bridge(self.persist, TOKEN, port=self.port)
+        self._running = start_bridge(self.persist, TOKEN, migration_token=MIGRATION_TOKEN, port=self.port)
         assert self._running.__enter__() == self.url
 
     def stop(self) -> None:
@@ -54,8 +55,10 @@ def bridge(tmp_path: Path) -> Iterator[Bridge]:
 async def test_the_d1_bridge_stopped_for_30_s_under_load_loses_nothing_and_work_resumes(
     bridge: Bridge, tmp_path: Path
 ) -> None:
+    migrator = D1BridgeDatabase(bridge.url, MIGRATION_TOKEN)
+    await migrate(migrator)
+    await migrator.close()
     db = D1BridgeDatabase(bridge.url, TOKEN)
-    await migrate(db)
     cluster = Cluster(db, f"d1+{bridge.url}", RedisProcess(tmp_path / "redis"), tmp_path,
                       env_overrides={"SV_D1_BRIDGE_TOKEN": TOKEN, "SV_JOB_TIMEOUT": "30", "SV_REDRIVE_GRACE": "60"})
     await cluster.start(tenants=4)

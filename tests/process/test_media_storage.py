@@ -59,9 +59,10 @@ async def test_usage_is_summed_per_project_branch_and_org(db: Database) -> None:
     ],
 )
 async def test_usage_queries_search_the_seeds_media_objects_indexes(
-    db: Database, sql: str, params: tuple[str, ...], index: str
+    schema_db: Database, sql: str, params: tuple[str, ...], index: str
 ) -> None:
-    plan = [str(r["detail"]) for r in await db.query(f"EXPLAIN QUERY PLAN {sql}", params)]
+    # EXPLAIN is not a data statement: on D1 it needs the migration token (schema_db), not the application's.
+    plan = [str(r["detail"]) for r in await schema_db.query(f"EXPLAIN QUERY PLAN {sql}", params)]
     assert index in plan
     assert not any(step.startswith("SCAN m") for step in plan)
 

@@ -1,7 +1,8 @@
 """A pipeline of real processes for fault tests: an ingress and worker processes (`studiovault`), their own
 restartable redis-server, and a database (the SQLite file, or D1 through the bridge under miniflare).
 
-Deliveries are signed Razorpay captures sent the way a gateway sends them: retried on a 5xx or a
+Deliveries are Razorpay captures signed by each studio's own connected account, sent the way a gateway
+sends them: retried on a 5xx or a
 refused connection until answered 2xx. `settled()` waits until every accepted event left `pending`;
 `exactly_once()` checks the ledger: one transaction per payment, money per client as delivered.
 """
@@ -20,9 +21,10 @@ from typing import Any
 import httpx
 
 from events.ids import new_id
+from gateways.accounts import Account
 from store import Database
 from tests.support.factories import Tenant, make_tenant
-from tests.support.gateway import RAZORPAY_SECRET, rzp_captured, sign_razorpay
+from tests.support.gateway import RAZORPAY_SECRET, TEST_ENCRYPTION_KEY, connect_account, rzp_captured, sign_razorpay
 from tests.support.processes import CLI, ROOT, json_logs, pipeline_env
 from tests.support.redis_server import RedisProcess, free_port
 
@@ -32,11 +34,12 @@ AMOUNT = 100  # paise per capture: many captures per invoice, each its own payme
 @dataclass
 class Capture:
     tenant: Tenant
+    account: Account  # the studio's own Razorpay account, which signs its captures
     payment_id: str
     event_id: str
 
     def signed(self) -> tuple[bytes, dict[str, str]]:
-        doc = rzp_captured(self.tenant.invoice_id, AMOUNT, self.payment_id,
+        doc = rzp_captured(self.tenant.invoice_id, AMOUNT, self.payment_id, account_id=self.account.account_ref,
                            notes={"org_id": self.tenant.org_id, "branch_id": self.tenant.branch_id})
         return sign_razorpay(doc, RAZORPAY_SECRET, event_id=self.event_id)
 
@@ -50,19 +53,23 @@ class Cluster:
     workers: int = 2
     env_overrides: dict[str, str] = field(default_factory=dict)
     tenants: list[Tenant] = field(default_factory=list)
+    accounts: dict[str, Account] = field(default_factory=dict)  # org id → its Razorpay account
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     delivered: list[Capture] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
-        return pipeline_env(self.database_url, self.redis.url, SV_RAZORPAY_WEBHOOK_SECRETS=f'["{RAZORPAY_SECRET}"]',
+        return pipeline_env(self.database_url, self.redis.url, SV_ACCOUNTS_ENCRYPTION_KEYS=f'["{TEST_ENCRYPTION_KEY}"]',
                             **self.env_overrides)
 
     async def start(self, tenants: int = 6) -> None:
         # Active projects: captures move money only (no booking_confirmed follow-ups to deliver).
         self.tenants = [await make_tenant(self.db, amount_total=10_000.0, project_status="active")
                         for _ in range(tenants)]
+        for tenant in self.tenants:  # each studio is paid into its own Razorpay account
+            self.accounts[tenant.org_id] = await connect_account(
+                self.db, tenant.org_id, ref=f"acc_{tenant.org_id[-12:].replace('-', '')}")
         self.redis.start()
         self.spawn("ingress", "ingress", "--port", str(self.port))
         for n in range(self.workers):
@@ -100,8 +107,9 @@ class Cluster:
         return f"http://127.0.0.1:{self.port}"
 
     def new_captures(self, count: int) -> list[Capture]:
-        made = [Capture(self.tenants[i % len(self.tenants)], f"pay_{new_id('evt')[-14:].replace('-', '')}",
-                        f"Ev{new_id('evt')[-12:]}") for i in range(count)]
+        tenants = [self.tenants[i % len(self.tenants)] for i in range(count)]
+        made = [Capture(t, self.accounts[t.org_id], f"pay_{new_id('evt')[-14:].replace('-', '')}",
+                        f"Ev{new_id('evt')[-12:]}") for t in tenants]
         self.delivered.extend(made)
         return made
 
@@ -111,7 +119,7 @@ class Cluster:
         deadline = time.monotonic() + within
         for tries in range(1, 10_000):
             try:
-                response = await http.post(f"{self.url}/webhooks/razorpay", content=body, headers=headers)
+                response = await http.post(f"{self.url}{capture.account.webhook_path}", content=body, headers=headers)
                 if response.status_code < 300:
                     return tries
                 assert response.status_code >= 500, response.text  # a 4xx would be a bug here

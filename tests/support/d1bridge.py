@@ -5,7 +5,7 @@
 if the test run dies, the pipe closes and the server exits, so no node process is left behind.
 
 `reset_d1()` empties a D1 database (D1 has no "drop database" from a Worker): tests then re-run the
-migrator on it.
+migrator on it. It drops tables, so it needs a connection holding the migration token.
 """
 
 from __future__ import annotations
@@ -140,18 +140,21 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def start_bridge(persist_dir: Path | None, token: str, port: int = 0) -> Iterator[str]:
+def start_bridge(persist_dir: Path | None, token: str, migration_token: str = "",
+                 port: int = 0) -> Iterator[str]:
     """Run the bridge Worker under miniflare; yield its `http://127.0.0.1:PORT` URL.
 
-    `persist_dir` keeps the D1 database on disk there; None keeps it in memory. `port` 0 picks a free
-    one; a fixed port lets a test stop the bridge and start it again where its clients expect it.
+    `token` is the application's (data statements only), `migration_token` the migrator's (anything);
+    either may be a JSON or comma list (a rotation). `persist_dir` keeps the D1 database on disk there;
+    None keeps it in memory. `port` 0 picks a free one; a fixed port lets a test stop the bridge and
+    start it again where its clients expect it.
     """
-    with serve_node(BRIDGE_DIR, "serve.mjs", persist_dir, token, port) as ready:
+    with serve_node(BRIDGE_DIR, "serve.mjs", persist_dir, token, migration_token=migration_token, port=port) as ready:
         yield ready["url"]
 
 
 @contextmanager
-def serve_node(directory: Path, script: str, persist_dir: Path | None, token: str,
+def serve_node(directory: Path, script: str, persist_dir: Path | None, token: str, *, migration_token: str = "",
                port: int = 0) -> Iterator[dict[str, str]]:
     """Run `node <directory>/<script> --port PORT [--persist DIR]` (after `npm ci` there when needed) and
     yield the JSON line it prints when ready; stop it (and its workerd) on the way out."""
@@ -160,8 +163,8 @@ def serve_node(directory: Path, script: str, persist_dir: Path | None, token: st
     command = [node, str(directory / script), "--port", str(port)]
     if persist_dir is not None:
         command += ["--persist", str(persist_dir)]
-    # The token goes through the environment rather than argv, where `ps` would show it.
-    env = {**os.environ, "BRIDGE_TOKEN": token}
+    # The tokens go through the environment rather than argv, where `ps` would show them.
+    env = {**os.environ, "BRIDGE_TOKEN": token, "MIGRATION_TOKEN": migration_token}
     with tempfile.TemporaryFile(prefix=f"{directory.name}-stderr-") as stderr:
         proc = subprocess.Popen(
             command,

@@ -4,6 +4,7 @@ real HTTP (uvicorn on a free loopback port)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -23,8 +24,11 @@ from config import Settings
 from events import inbox
 from events.envelope import Envelope, envelope_for
 from events.ids import new_id
-from events.payments import GatewayEvidence, PaymentFact, gateway_dedupe_key
+from events.payments import GatewayEvidence, PaymentFact
 from events.publish import Publisher
+from gateways.accounts import Account, AccountStore, Credentials
+from gateways.directory import AccountDirectory
+from gateways.secretbox import FernetBox
 from handlers.routes import ROUTER
 from jobqueue.arq_redis import ArqQueue, connect
 from store import Database
@@ -36,6 +40,37 @@ from workers.policy import Backoff
 
 RAZORPAY_SECRET = "rzp-webhook-secret-test"
 STRIPE_SECRET = "whsec_test_4eC39HqLyjWDarjtT1zdp7dc"
+STRIPE_CONNECT_SECRET = "whsec_test_connect_9fK2mQ7pLw3Zr8Tx"
+RZP_ACCOUNT = "acc_BFQ7uQEaa7j2z7"  # the Razorpay account the sample webhooks name
+STRIPE_ACCOUNT = "acct_1StudioTest000001"  # a studio's Stripe Connect account
+# A throwaway Fernet key (url-safe base64 of 32 bytes) for the tests' gateway_accounts rows.
+TEST_ENCRYPTION_KEY = base64.urlsafe_b64encode(b"studiovault-test-encryption-key!").decode()
+
+
+# ---- gateway accounts -----------------------------------------------------------------------------------
+
+def account_store(db: Database, key: str = TEST_ENCRYPTION_KEY) -> AccountStore:
+    return AccountStore(db, FernetBox([key]))
+
+
+def directory(db: Database, ttl_s: float = 5.0) -> AccountDirectory:
+    return AccountDirectory(account_store(db), ttl_s=ttl_s)
+
+
+async def connect_account(db: Database, org_id: str | None, *, gateway: str = "razorpay", ref: str = RZP_ACCOUNT,
+                          secrets: tuple[str, ...] = (RAZORPAY_SECRET,), connect_secrets: tuple[str, ...] = (),
+                          api_key_id: str | None = None, api_key_secret: str | None = None) -> Account:
+    """A connected account (org_id None: the platform's), as `studiovault accounts connect` makes it."""
+    credentials = Credentials(tuple(secrets), tuple(connect_secrets), api_key_id, api_key_secret)
+    return await account_store(db).connect(gateway=gateway, account_ref=ref, org_id=org_id,  # type: ignore[arg-type]
+                                           credentials=credentials, now=datetime.now(UTC), account_id=new_id("gwa"))
+
+
+def signed_by(tenant: Tenant | None, account: str = RZP_ACCOUNT) -> dict[str, Any]:
+    """The signing-account fields of a fact: `tenant`'s studio account, or (None) the platform's."""
+    if tenant is None:
+        return {"account_id": account, "account_role": "platform", "account_org_id": None}
+    return {"account_id": account, "account_role": "studio", "account_org_id": tenant.org_id}
 
 
 # ---- Razorpay -------------------------------------------------------------------------------------------
@@ -50,15 +85,15 @@ def _rzp_payment(payment_id: str, amount: int, invoice_id: str | None, currency:
             "created_at": 1717000000}
 
 
-def razorpay_event(event: str, payload: dict[str, Any]) -> dict[str, Any]:
-    return {"entity": "event", "account_id": "acc_BFQ7uQEaa7j2z7", "event": event,
+def razorpay_event(event: str, payload: dict[str, Any], account_id: str = RZP_ACCOUNT) -> dict[str, Any]:
+    return {"entity": "event", "account_id": account_id, "event": event,
             "contains": list(payload), "payload": payload, "created_at": 1717000005}
 
 
 def rzp_captured(invoice_id: str | None, amount: int, payment_id: str = "pay_LtG2vHxq3P1Ykz", currency: str = "INR",
-                 notes: dict[str, Any] | None = None) -> dict[str, Any]:
+                 notes: dict[str, Any] | None = None, *, account_id: str = RZP_ACCOUNT) -> dict[str, Any]:
     return razorpay_event("payment.captured", {
-        "payment": {"entity": _rzp_payment(payment_id, amount, invoice_id, currency, notes=notes)}})
+        "payment": {"entity": _rzp_payment(payment_id, amount, invoice_id, currency, notes=notes)}}, account_id)
 
 
 def rzp_failed(invoice_id: str, amount: int, payment_id: str) -> dict[str, Any]:
@@ -97,9 +132,14 @@ def sign_razorpay(doc: dict[str, Any] | bytes, secret: str = RAZORPAY_SECRET,
 
 # ---- Stripe ---------------------------------------------------------------------------------------------
 
-def stripe_event(kind: str, obj: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
-    return {"id": event_id or f"evt_3PXa{new_id('evt')[-12:]}", "object": "event", "api_version": "2024-06-20",
-            "created": 1717000005, "livemode": False, "pending_webhooks": 1, "type": kind, "data": {"object": obj}}
+def stripe_event(kind: str, obj: dict[str, Any], event_id: str | None = None,
+                 account: str | None = STRIPE_ACCOUNT) -> dict[str, Any]:
+    """An Event; `account` (a connected account's, by default) is absent on the platform's own events."""
+    event = {"id": event_id or f"evt_3PXa{new_id('evt')[-12:]}", "object": "event", "api_version": "2024-06-20",
+             "created": 1717000005, "livemode": False, "pending_webhooks": 1, "type": kind, "data": {"object": obj}}
+    if account is not None:
+        event["account"] = account
+    return event
 
 
 def stripe_succeeded(invoice_id: str | None, amount: int, pi: str = "pi_3PXa1b2C3d4E5f6G0",
@@ -178,10 +218,12 @@ class Applier:
             await redis.aclose()
 
     async def deliver(self, event: PaymentFact, tenant: Tenant, gateway_event_id: str | None = None) -> str:
-        """Publish (as the ingress would: dedupe on the gateway event id) and apply the recorded envelope."""
-        env = envelope_for(event, org_id=tenant.org_id, branch_id=tenant.branch_id,
-                           dedupe_key=gateway_dedupe_key(event.gateway,
-                                                         gateway_event_id or event.evidence.gateway_event_id))
+        """Publish as the ingress would (the fact's own dedupe key, whichever gateway event brings it:
+        `gateway_event_id` makes it another delivery) and apply the envelope recorded under that key."""
+        if gateway_event_id is not None:
+            evidence = event.evidence.model_copy(update={"gateway_event_id": gateway_event_id})
+            event = event.model_copy(update={"evidence": evidence})
+        env = envelope_for(event, org_id=tenant.org_id, branch_id=tenant.branch_id, dedupe_key=event.dedupe_key())
         published = await self.deps.publisher.publish(env)
         row = await inbox.get(self.db, published.event_id)
         assert row is not None

@@ -13,6 +13,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from starlette.applications import Starlette
 
+from bootstrap.gateways import account_directory
 from bootstrap.worker import load_router, open_worker
 from config import Settings
 from events.publish import Publisher
@@ -23,6 +24,8 @@ from store import Database
 from workers.deps import Deps
 from workers.lifecycle import PipelineWorker, stop_worker
 
+TEST_ENCRYPTION_KEY = "c3R1ZGlvdmF1bHQtdGVzdC1lbmNyeXB0aW9uLWtleSE="  # = tests.support.gateway's
+
 SAMPLE_ROUTER = "tests.support.sample_events:ROUTER"
 
 
@@ -32,6 +35,7 @@ def fast_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
         "database_url": database_url, "redis_url": redis_url, "queue_name": "test:events", "poll_delay": 0.01,
         "backoff_base": 0.01, "backoff_cap": 0.2, "redrive_grace": 0.0, "job_timeout": 10.0, "max_attempts": 4,
         "log_json": True, "log_level": "INFO", "scheduled_jobs": False,
+        "accounts_encryption_keys": [TEST_ENCRYPTION_KEY], "accounts_cache_ttl_s": 0.2,
     }
     values.update(overrides)
     return Settings.from_fields(values)
@@ -73,7 +77,8 @@ class Pipeline:
 
         @contextlib.asynccontextmanager
         async def open_deps() -> AsyncIterator[IngressDeps]:
-            yield IngressDeps(db=self.db, publisher=self.publisher, checks={"database": database, "redis": redis})
+            yield IngressDeps(db=self.db, publisher=self.publisher, checks={"database": database, "redis": redis},
+                              accounts=account_directory(self.db, settings.gateways))
 
         return create_app(settings.ingress, open_deps)
 

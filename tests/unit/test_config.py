@@ -38,13 +38,13 @@ def test_every_field_name_is_unique_across_sections_so_each_variable_names_one_f
 
 def test_variables_set_fields_of_their_sections_with_json_for_lists_and_objects() -> None:
     settings = load(SV_MAX_JOBS="7", SV_LOG_JSON="false", SV_R2_BUCKETS='["media"]', SV_LOG_LEVEL="debug",
-                    SV_MSG91_TEMPLATE_IDS='{"invoice_due": "t1"}', SV_STRIPE_WEBHOOK_SECRETS='["whsec_a", "  "]')
+                    SV_MSG91_TEMPLATE_IDS='{"invoice_due": "t1"}', SV_STANDARD_WEBHOOK_SECRETS='["whsec_a", "  "]')
     assert settings.worker.max_jobs == 7
     assert settings.log.log_json is False
     assert settings.log.log_level == "DEBUG"
     assert settings.ingress.r2_buckets == ["media"]
     assert settings.notify.msg91_template_ids == {"invoice_due": "t1"}
-    assert [s.get_secret_value() for s in settings.ingress.stripe_webhook_secrets] == ["whsec_a"]  # blank dropped
+    assert [s.get_secret_value() for s in settings.ingress.standard_webhook_secrets] == ["whsec_a"]  # blank dropped
 
 
 @pytest.mark.parametrize(("env", "expected"), [
@@ -69,9 +69,23 @@ def test_every_bad_variable_is_reported_at_once() -> None:
 
 
 def test_secret_values_are_never_echoed() -> None:
-    (line,) = problems(SV_STRIPE_WEBHOOK_SECRETS="whsec_not_a_list")
+    (line,) = problems(SV_STANDARD_WEBHOOK_SECRETS="whsec_not_a_list")
     assert "whsec_not_a_list" not in line
-    assert line.startswith("SV_STRIPE_WEBHOOK_SECRETS=<hidden>: expected a JSON list")
+    assert line.startswith("SV_STANDARD_WEBHOOK_SECRETS=<hidden>: expected a JSON list")
+
+
+def test_encryption_keys_must_be_fernet_keys_and_are_never_echoed() -> None:
+    (line,) = problems(SV_ACCOUNTS_ENCRYPTION_KEYS='["too-short-to-be-a-key"]')
+    assert "too-short" not in line
+    assert line.startswith("SV_ACCOUNTS_ENCRYPTION_KEYS=<hidden>: key 1 is not a Fernet key")
+    key = "c3R1ZGlvdmF1bHQtdGVzdC1lbmNyeXB0aW9uLWtleSE="
+    assert len(load(SV_ACCOUNTS_ENCRYPTION_KEYS=f'["{key}"]').gateways.accounts_encryption_keys) == 1
+
+
+def test_the_retired_global_gateway_secrets_are_reported_as_unknown() -> None:
+    """Gateway webhook secrets live per account (encrypted) now: a leftover variable is named, not used."""
+    (note,) = unknown_variables({"SV_RAZORPAY_WEBHOOK_SECRETS": '["x"]'}, env_file=None)
+    assert note.startswith("SV_RAZORPAY_WEBHOOK_SECRETS is not a setting")
 
 
 def test_a_d1_url_needs_its_bridge_token() -> None:

@@ -12,6 +12,8 @@ import pytest
 
 from events.envelope import envelope_for
 from events.ids import new_id, validate_id
+from events.mapping import razorpay, stripe
+from events.mapping.fields import Fact, Ignore, MappingError
 from events.payments import DisputeLost, PaymentCaptured, PaymentFact
 from handlers.audit import system_user_id
 from handlers.base import Rejected
@@ -25,10 +27,7 @@ from handlers.payments.plan import (
     to_major,
     to_minor,
 )
-from ingress.gateway import Delivery, Fact, Ignore
-from ingress.pipeline import IngressError
 from ingress.signatures import SignatureError, verify_razorpay, verify_stripe
-from ingress.sources import razorpay, stripe
 from tests.support.gateway import evidence, rzp_dispute, rzp_failed, stripe_dispute
 
 DAY = 86_400_000
@@ -82,9 +81,12 @@ def _invoice(**changes: Any) -> InvoiceRow:
     return InvoiceRow(**(values | changes))
 
 
+SIGNER: dict[str, Any] = {"account_id": "acc_Studio0000001", "account_role": "studio", "account_org_id": ORG}
+
+
 def _capture(**changes: Any) -> PaymentCaptured:
     values: dict[str, Any] = {"gateway": "razorpay", "invoice_id": INVOICE, "payment_id": "pay_1",
-                              "amount_minor": 100_000, "currency": "INR", "evidence": evidence("e1")}
+                              "amount_minor": 100_000, "currency": "INR", "evidence": evidence("e1"), **SIGNER}
     return PaymentCaptured(**(values | changes))
 
 
@@ -100,6 +102,8 @@ def _plan(event: PaymentFact, snap: Snapshot, org: str = ORG, branch: str = BRAN
     (Snapshot(invoice=_invoice(), project=ProjectRow(**{**PROJECT.__dict__, "client_branch_id": new_id("brn")})),
      ORG, "wrong_tenant"),
     (Snapshot(invoice=_invoice(currency="USD")), ORG, "currency_mismatch"),
+    (Snapshot(invoice=_invoice(org_id=new_id("org"))), ORG, "wrong_tenant"),  # the signer's org is not the invoice's
+    (Snapshot(invoice=_invoice(invoice_type="overage")), ORG, "wrong_tenant"),  # overage: the platform's to collect
 ])
 def test_permanent_problems_are_rejected_with_their_reason(snap: Snapshot, org: str, reason: str) -> None:
     with pytest.raises(Rejected) as caught:
@@ -107,8 +111,26 @@ def test_permanent_problems_are_rejected_with_their_reason(snap: Snapshot, org: 
     assert caught.value.reason == reason
 
 
+@pytest.mark.parametrize(("signer", "invoice_type", "allowed"), [
+    (SIGNER, "booking", True),
+    ({**SIGNER, "account_org_id": new_id("org")}, "booking", False),
+    ({**SIGNER, "account_role": "platform", "account_org_id": None}, "booking", False),
+    ({**SIGNER, "account_role": "platform", "account_org_id": None}, "overage", True),
+    (SIGNER, "overage", False),
+])
+def test_the_tenant_rule_follows_the_signing_account(signer: dict[str, Any], invoice_type: str,
+                                                     allowed: bool) -> None:
+    snap = Snapshot(invoice=_invoice(invoice_type=invoice_type, project_id=None))
+    if allowed:
+        assert _plan(_capture(**signer), snap).outcome == "applied"
+    else:
+        with pytest.raises(Rejected) as caught:
+            _plan(_capture(**signer), snap)
+        assert caught.value.reason == "wrong_tenant"
+
+
 def test_an_object_already_in_the_ledger_plans_nothing_and_is_ignored() -> None:
-    plan = _plan(_capture(), Snapshot(invoice=_invoice(), already_recorded=True))
+    plan = _plan(_capture(), Snapshot(invoice=_invoice(), recorded={"capture": 100_000}))
     assert (plan.outcome, list(plan.statements), list(plan.follow_ups)) == ("ignored", [], [])
 
 
@@ -126,7 +148,7 @@ def test_a_capture_on_a_booking_invoice_plans_every_write_version_checked() -> N
 
 def test_a_lost_dispute_reopens_a_paid_invoice_and_does_not_activate() -> None:
     lost = DisputeLost(gateway="razorpay", invoice_id=INVOICE, payment_id="pay_1", dispute_id="disp_1",
-                       amount_minor=40_000, currency="INR", evidence=evidence("e2"))
+                       amount_minor=40_000, currency="INR", evidence=evidence("e2"), **SIGNER)
     snap = Snapshot(invoice=_invoice(status="paid"), project=PROJECT, invoice_sums={"paid": 100_000},
                     client_sums={"paid": 150_000})
     plan = _plan(lost, snap)
@@ -136,10 +158,6 @@ def test_a_lost_dispute_reopens_a_paid_invoice_and_does_not_activate() -> None:
 
 
 # ---- gateway mapping ------------------------------------------------------------------------------------
-
-def _delivery(gateway: str, kind: str, doc: dict[str, Any]) -> Delivery:
-    return Delivery(gateway, "ev1", kind, doc, evidence("ev1", kind))  # type: ignore[arg-type]
-
 
 INV = new_id("inv")
 
@@ -151,7 +169,7 @@ INV = new_id("inv")
     (rzp_failed(INV, 1000, "pay_9"), "PaymentFailed", {"attempt_id": "pay_9", "reason": "payment_cancelled"}),
 ])
 def test_razorpay_events_map_to_payment_facts(doc: dict[str, Any], cls: str, fields: dict[str, Any]) -> None:
-    mapped = razorpay.map_event(_delivery("razorpay", doc["event"], doc))
+    mapped = razorpay.map_event(doc["event"], doc)
     assert isinstance(mapped, Fact)
     assert mapped.cls.__name__ == cls
     assert mapped.invoice_id == INV
@@ -165,7 +183,7 @@ def test_razorpay_events_map_to_payment_facts(doc: dict[str, Any], cls: str, fie
     ("charge.dispute.closed", "warning_closed", None),
 ])
 def test_stripe_disputes_map_by_status_and_carry_no_invoice(kind: str, status: str, expected: str | None) -> None:
-    mapped = stripe.map_event(_delivery("stripe", kind, stripe_dispute(kind, "pi_1", "du_1", 500, status)))
+    mapped = stripe.map_event(kind, stripe_dispute(kind, "pi_1", "du_1", 500, status))
     if expected is None:
         assert isinstance(mapped, Ignore)
         return
@@ -176,9 +194,58 @@ def test_stripe_disputes_map_by_status_and_carry_no_invoice(kind: str, status: s
 def test_a_mapped_field_of_the_wrong_type_is_a_422() -> None:
     doc = rzp_dispute("created", INV, "pay_1", "disp_1", 500)
     doc["payload"]["dispute"]["entity"]["amount"] = "500"
-    with pytest.raises(IngressError) as caught:
-        razorpay.map_event(_delivery("razorpay", doc["event"], doc))
-    assert (caught.value.status, caught.value.extra["field"]) == (422, "payload.dispute.entity.amount")
+    with pytest.raises(MappingError) as caught:
+        razorpay.map_event(doc["event"], doc)
+    assert (caught.value.status, caught.value.field) == (422, "payload.dispute.entity.amount")
+
+
+@pytest.mark.parametrize(("kind", "status", "expected"), [
+    ("refund.created", "pending", None),
+    ("refund.created", "succeeded", "RefundProcessed"),
+    ("refund.updated", "succeeded", "RefundProcessed"),
+    ("refund.updated", "failed", "RefundReversed"),
+    ("refund.failed", "failed", "RefundReversed"),
+    ("charge.refund.updated", "canceled", "RefundReversed"),
+    ("refund.updated", "requires_action", None),
+])
+def test_stripe_refunds_map_by_status_to_a_refund_or_its_reversal(kind: str, status: str,
+                                                                  expected: str | None) -> None:
+    doc = {"type": kind, "data": {"object": {"id": "re_1", "object": "refund", "amount": 500, "currency": "inr",
+                                             "payment_intent": "pi_1", "status": status}}}
+    mapped = stripe.map_event(kind, doc)
+    if expected is None:
+        assert isinstance(mapped, Ignore)
+        return
+    assert isinstance(mapped, Fact)
+    assert (mapped.cls.__name__, mapped.object_id(), mapped.kind) == (
+        expected, "re_1", "refund" if expected == "RefundProcessed" else "refund_reversed")
+
+
+@pytest.mark.parametrize(("kind", "item", "events"), [
+    ("payments", {"id": "pay_1", "status": "captured", "captured": True}, ["payment.captured"]),
+    ("payments", {"id": "pay_1", "status": "refunded", "captured": True}, ["payment.captured"]),
+    ("payments", {"id": "pay_1", "status": "authorized", "captured": False}, []),
+    ("payments", {"id": "pay_1", "status": "failed", "captured": False}, ["payment.failed"]),
+    ("refunds", {"id": "rfnd_1", "status": "pending"}, []),
+    ("refunds", {"id": "rfnd_1", "status": "processed"}, ["refund.processed"]),
+    ("refunds", {"id": "rfnd_1", "status": "failed"}, ["refund.failed"]),
+    ("disputes", {"id": "disp_1", "status": "open"}, ["payment.dispute.created"]),
+    ("disputes", {"id": "disp_1", "status": "lost"}, ["payment.dispute.created", "payment.dispute.lost"]),
+    ("disputes", {"id": "disp_1", "status": "closed"}, ["payment.dispute.created"]),
+])
+def test_razorpay_api_items_become_the_webhooks_their_state_would_have_sent(
+    kind: str, item: dict[str, Any], events: list[str]
+) -> None:
+    documents = razorpay.api_documents(kind, item, {})
+    assert [event for event, _ in documents] == events
+    assert all(doc["event"] == event for event, doc in documents)
+
+
+def test_the_fact_key_is_the_same_whichever_path_or_event_brings_it() -> None:
+    fact = _capture()
+    other_delivery = fact.model_copy(update={"evidence": evidence("another-event-id")})
+    assert fact.dedupe_key() == other_delivery.dedupe_key() == "razorpay:acc_Studio0000001:capture:pay_1"
+    assert _capture(account_id="acc_Other00000001").dedupe_key() != fact.dedupe_key()
 
 
 # ---- signatures -----------------------------------------------------------------------------------------

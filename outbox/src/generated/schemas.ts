@@ -49,44 +49,50 @@ export const SCHEMA_INDEX = {
     },
     {
       "type": "payment.captured",
-      "schemaVersion": 1,
-      "id": "https://studiovault.in/schemas/events/payment.captured.v1.json",
+      "schemaVersion": 2,
+      "id": "https://studiovault.in/schemas/events/payment.captured.v2.json",
       "external": false
     },
     {
       "type": "payment.dispute_created",
-      "schemaVersion": 1,
-      "id": "https://studiovault.in/schemas/events/payment.dispute_created.v1.json",
+      "schemaVersion": 2,
+      "id": "https://studiovault.in/schemas/events/payment.dispute_created.v2.json",
       "external": false
     },
     {
       "type": "payment.dispute_lost",
-      "schemaVersion": 1,
-      "id": "https://studiovault.in/schemas/events/payment.dispute_lost.v1.json",
+      "schemaVersion": 2,
+      "id": "https://studiovault.in/schemas/events/payment.dispute_lost.v2.json",
       "external": false
     },
     {
       "type": "payment.dispute_won",
-      "schemaVersion": 1,
-      "id": "https://studiovault.in/schemas/events/payment.dispute_won.v1.json",
+      "schemaVersion": 2,
+      "id": "https://studiovault.in/schemas/events/payment.dispute_won.v2.json",
       "external": false
     },
     {
       "type": "payment.failed",
-      "schemaVersion": 1,
-      "id": "https://studiovault.in/schemas/events/payment.failed.v1.json",
+      "schemaVersion": 2,
+      "id": "https://studiovault.in/schemas/events/payment.failed.v2.json",
       "external": false
     },
     {
       "type": "payment.gateway_event_ignored",
-      "schemaVersion": 1,
-      "id": "https://studiovault.in/schemas/events/payment.gateway_event_ignored.v1.json",
+      "schemaVersion": 2,
+      "id": "https://studiovault.in/schemas/events/payment.gateway_event_ignored.v2.json",
       "external": false
     },
     {
       "type": "payment.refund_processed",
-      "schemaVersion": 1,
-      "id": "https://studiovault.in/schemas/events/payment.refund_processed.v1.json",
+      "schemaVersion": 2,
+      "id": "https://studiovault.in/schemas/events/payment.refund_processed.v2.json",
+      "external": false
+    },
+    {
+      "type": "payment.refund_reversed",
+      "schemaVersion": 2,
+      "id": "https://studiovault.in/schemas/events/payment.refund_reversed.v2.json",
       "external": false
     }
   ],
@@ -96,6 +102,7 @@ export const SCHEMA_INDEX = {
     "brn": "^brn_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
     "cli": "^cli_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
     "evt": "^evt_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
+    "gwa": "^gwa_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
     "inv": "^inv_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
     "med": "^med_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
     "msg": "^msg_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
