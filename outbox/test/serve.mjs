@@ -94,6 +94,7 @@ try {
     port,
     bridgePort,
     token,
+    migrationToken: process.env.MIGRATION_TOKEN ?? "", // the bridge's migration token: schema changes
     persist: args.persist,
     migrate: !args["skip-migrations"],
     fromSource: true, // never a stale dist/: the app Worker is bundled from src/ at each start

@@ -29,13 +29,14 @@ from tests.support.pipeline import Pipeline, fast_settings
 from tests.support.provider_servers import ProviderServers, provider_servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.d1]
-TOKEN = "outbox-app-bridge-token"
+TOKEN = "outbox-app-bridge-token"  # the application's: data statements only
+MIGRATION_TOKEN = "outbox-app-migration-token"  # schema changes (reset, migrate)
 PICKUP_P99_S = 2.0
 
 
 @pytest.fixture(scope="module")
 def outbox_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutboxApp]:
-    with start_outbox_app(TOKEN, tmp_path_factory.mktemp("outbox-d1")) as running:
+    with start_outbox_app(TOKEN, tmp_path_factory.mktemp("outbox-d1"), MIGRATION_TOKEN) as running:
         yield running
 
 
@@ -47,9 +48,10 @@ def servers() -> Iterator[ProviderServers]:
 
 @pytest.fixture
 async def d1(outbox_app: OutboxApp) -> AsyncIterator[Database]:
+    async with D1BridgeDatabase(outbox_app.bridge_url, MIGRATION_TOKEN) as admin:
+        await reset_d1(admin)
+        await migrate(admin)
     db = D1BridgeDatabase(outbox_app.bridge_url, TOKEN)
-    await reset_d1(db)
-    await migrate(db)
     yield db
     await db.close()
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
+import schemathesis.specs.openapi.schemas  # imported at collection: see below
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
@@ -32,6 +33,9 @@ from schemathesis.specs.openapi.checks import (
 )
 from standardwebhooks import Webhook
 
+# schemathesis is a pytest plugin, so pytest rewrites its modules on import. Imported lazily, deep in a call
+# stack, the rewrite's ast.parse hit CPython 3.11.7's "AST constructor recursion depth mismatch" (a CPython
+# bug, fixed in 3.12): the module above is imported here, at collection, instead.
 from bootstrap.ingress import build_app
 from config import Settings
 from events.ids import new_id

@@ -29,8 +29,8 @@ class OutboxApp:
 
 
 @contextmanager
-def start_outbox_app(token: str, persist_dir: Path | None = None) -> Iterator[OutboxApp]:
-    with serve_node(OUTBOX_DIR, "test/serve.mjs", persist_dir, token) as ready:
+def start_outbox_app(token: str, persist_dir: Path | None = None, migration_token: str = "") -> Iterator[OutboxApp]:
+    with serve_node(OUTBOX_DIR, "test/serve.mjs", persist_dir, token, migration_token=migration_token) as ready:
         yield OutboxApp(app_url=ready["app_url"], bridge_url=ready["bridge_url"])
 
 
