@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli import accounts, billing, operate, reconcile, schema, serve, storage
+from cli import accounts, billing, demo, operate, reconcile, schema, serve, storage
 
 # Uncaught exceptions reach the logging set-up (a JSON line in JSON mode), not a rich traceback box.
 app = typer.Typer(help="StudioVault event pipeline: workers, ingress and operator tools.", no_args_is_help=True,
@@ -43,6 +43,7 @@ app.add_typer(operate.dead_app, name="dead")
 app.add_typer(billing.billing_app, name="billing")
 app.add_typer(schema.schema_app, name="schema")
 app.add_typer(accounts.accounts_app, name="accounts")
+app.add_typer(demo.demo_app, name="demo")
 app.command("reconcile")(reconcile.reconcile)
 
 
