@@ -15,6 +15,7 @@ COPY events events
 COPY store store
 COPY jobqueue jobqueue
 COPY providers providers
+COPY gateways gateways
 COPY handlers handlers
 COPY producers producers
 COPY readmodels readmodels
