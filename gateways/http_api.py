@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import structlog
 
+from core.parse import retry_after_seconds
 from gateways.port import ApiAccess, GatewayRefused, GatewayUnavailable, Listed, ListedKind
 
 log = structlog.get_logger("studiovault.gateways")
@@ -34,12 +35,7 @@ _RETRIED = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolErro
 
 def retry_after(response: httpx.Response) -> float | None:
     """`Retry-After` in seconds (only the delta-seconds form; an HTTP date is ignored)."""
-    value = response.headers.get("retry-after", "").strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
+    return retry_after_seconds(response.headers.get("retry-after"))
 
 
 class HttpGatewayApi:

@@ -6,17 +6,13 @@ from collections.abc import Mapping
 
 import httpx
 
+from core.parse import retry_after_seconds
 from providers.port import Channel, SendRetryable
 
 
 def retry_after(response: httpx.Response) -> float | None:
     """`Retry-After` in seconds (the delta-seconds form; an HTTP-date is ignored), else None."""
-    value = response.headers.get("retry-after", "").strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
+    return retry_after_seconds(response.headers.get("retry-after"))
 
 
 class HttpSender:

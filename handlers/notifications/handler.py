@@ -26,11 +26,11 @@ price once billable, 0 before; `handlers.notifications.status` moves it.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from core.clock import epoch_ms
 from core.money import to_paise
+from core.parse import json_object
 from events.notifications import NotificationDue, NotificationFallbackDue
 from handlers.base import HandlerContext, NotifyServices, Plan, Rejected
 from handlers.notifications.delivery import Charge
@@ -146,7 +146,7 @@ def _check_tenant(project_id: str, invoice_id: str | None, ctx: HandlerContext, 
 
 def _facts(row: dict[str, object], invoice: dict[str, object] | None, cfg: NotifyConfig,
            invoice_id: str | None) -> Facts:
-    details = _json(row["details_json"])
+    details = json_object(row["details_json"])
     title = str(details.get("title") or details.get("name") or "your shoot")
     due = invoice["due_at"] if invoice else None
     return Facts(
@@ -163,10 +163,4 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _json(value: object) -> dict[str, object]:
-    try:
-        parsed = json.loads(str(value)) if value else {}
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
 

@@ -10,13 +10,13 @@ WhatsApp refused, then the fallback SMS answered 500 and, retried, 200.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC
 
 import structlog
 
 from core.clock import epoch_ms
+from core.parse import json_object
 from events import inbox
 from events.notifications import Channel
 from handlers.base import Defer, HandlerContext, NotifyServices, Plan, RetryLater
@@ -163,7 +163,7 @@ class SendRun:
 
     def _recipient(self, ch: Channel) -> str | None:
         if ch == "email":
-            email = _json(self.loaded.row["profile_json"]).get("email")
+            email = json_object(self.loaded.row["profile_json"]).get("email")
             return str(email) if email and "@" in str(email) else None
         return to_e164(str(self.loaded.row["phone"] or ""), self.loaded.region)
 
@@ -229,9 +229,3 @@ class SendRun:
                                                                 "error": reason})
 
 
-def _json(value: object) -> dict[str, object]:
-    try:
-        parsed = json.loads(str(value)) if value else {}
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
