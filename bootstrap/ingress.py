@@ -1,18 +1,21 @@
-"""The ingress, wired: its database, Redis queue and publisher, and the readiness checks."""
+"""The ingress, wired: its database, Redis queue and publisher (their errors counted), the readiness
+checks, the pipeline-state refresher behind `GET /metrics`, and tracing when configured."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 from starlette.applications import Starlette
 
 from bootstrap.resources import open_resources
+from bootstrap.telemetry import start_state_refresher, start_tracing
 from config import Settings
 from core.redact import redact_url
 from ingress.app import create_app
 from ingress.pipeline import IngressDeps
+from observability.metrics import IngressMetrics
 
 log = structlog.get_logger("studiovault.ingress")
 
@@ -22,10 +25,14 @@ def build_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def open_deps() -> AsyncIterator[IngressDeps]:
-        async with open_resources(settings) as res:
-            redis = res.redis
-            if redis is None:  # pragma: no cover - open_resources opens Redis unless told not to
+        metrics = IngressMetrics()
+        async with open_resources(settings, errors=metrics) as res, AsyncExitStack() as stack:
+            redis, queue = res.redis, res.queue
+            if redis is None or queue is None:  # pragma: no cover - open_resources opens Redis unless told not to
                 raise RuntimeError("the ingress needs Redis")
+            start_tracing(stack, settings, "studiovault-ingress")
+            await start_state_refresher(stack, settings, db=res.db, queue=queue, redis=redis,
+                                        registry=metrics.registry, errors=metrics)
 
             async def database() -> object:
                 return await res.db.query("SELECT 1 AS ok")
@@ -35,6 +42,7 @@ def build_app(settings: Settings) -> Starlette:
 
             log.info("ingress_started", database=redact_url(settings.database.database_url),
                      queue=settings.queue.queue_name)
-            yield IngressDeps(db=res.db, publisher=res.publisher, checks={"database": database, "redis": ping_redis})
+            yield IngressDeps(db=res.db, publisher=res.publisher, checks={"database": database, "redis": ping_redis},
+                              metrics=metrics)
 
     return create_app(settings.ingress, open_deps)

@@ -1,4 +1,5 @@
-"""structlog, configured once at process start: JSON lines with the event's id, type, org and branch."""
+"""structlog, configured once at process start: JSON lines with the event's id, type, org and branch,
+its correlation and causation ids, and the trace and span ids when tracing is on."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sys
 from typing import TextIO
 
 import structlog
+
+from observability import tracing
 
 _SECRET_KEYS = frozenset({"authorization", "token", "secret", "signature", "password", "body", "raw_body"})
 
@@ -28,6 +31,7 @@ def configure_logging(level: str = "INFO", json: bool = True, stream: TextIO | N
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            tracing.add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,

@@ -11,7 +11,10 @@ from arq.connections import ArqRedis
 from bootstrap.database import open_database
 from config import Settings
 from events.publish import Publisher
+from jobqueue import Queue
 from jobqueue.arq_redis import ArqQueue, connect
+from observability.instruments import CountingQueue, InstrumentedDatabase
+from observability.metrics import ErrorSink
 from store import Database
 
 
@@ -24,7 +27,7 @@ class Resources:
     settings: Settings
     db: Database
     redis: ArqRedis | None
-    queue: ArqQueue | None
+    queue: Queue | None
 
     @property
     def publisher(self) -> Publisher:
@@ -34,14 +37,21 @@ class Resources:
 
 
 @asynccontextmanager
-async def open_resources(settings: Settings, *, need_redis: bool = True) -> AsyncIterator[Resources]:
-    """The database and (unless not needed) Redis; both closed on the way out, in reverse order."""
+async def open_resources(settings: Settings, *, need_redis: bool = True,
+                         errors: ErrorSink | None = None) -> AsyncIterator[Resources]:
+    """The database and (unless not needed) Redis; both closed on the way out, in reverse order.
+    With `errors`, their failures are counted there (a process that serves metrics)."""
     async with AsyncExitStack() as stack:
-        db = await open_database(settings.database)
+        db: Database = await open_database(settings.database)
         stack.push_async_callback(db.close)
-        redis = queue = None
+        if errors is not None:
+            db = InstrumentedDatabase(db, errors)
+        redis: ArqRedis | None = None
+        queue: Queue | None = None
         if need_redis:
             redis = await open_redis(settings)
             stack.push_async_callback(redis.aclose)
             queue = ArqQueue(redis, settings.queue.queue_name)
+            if errors is not None:
+                queue = CountingQueue(queue, errors)
         yield Resources(settings, db, redis, queue)

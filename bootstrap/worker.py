@@ -15,6 +15,7 @@ from arq.connections import ArqRedis
 
 from bootstrap.database import open_database
 from bootstrap.senders import http_client, notify_services
+from bootstrap.telemetry import start_metrics_server, start_state_refresher, start_tracing
 from config import Settings
 from core.clock import utc_now
 from core.redact import redact_url
@@ -22,6 +23,8 @@ from events.publish import Publisher
 from handlers.base import Router, Services
 from handlers.routes import ROUTER
 from jobqueue.arq_redis import ArqQueue
+from observability.instruments import CountingQueue, InstrumentedDatabase
+from observability.metrics import WorkerMetrics
 from store import Database
 from store.migrate import state
 from workers import runtime
@@ -55,21 +58,28 @@ async def build_deps(settings: Settings, redis: ArqRedis, router: Router = ROUTE
     """Everything a worker's jobs use; `close_deps` releases it. A failure or a shutdown (CancelledError)
     half-way leaves nothing open."""
     stack = AsyncExitStack()
+    metrics = WorkerMetrics(router.event_types)
     try:
-        db = await open_database(settings.database)
-        stack.push_async_callback(db.close)
+        raw_db = await open_database(settings.database)
+        stack.push_async_callback(raw_db.close)
+        db = InstrumentedDatabase(raw_db, metrics)
         http = http_client()
         stack.push_async_callback(http.aclose)
         await require_migrated(db, settings)
+        queue = CountingQueue(ArqQueue(redis, settings.queue.queue_name), metrics)
+        start_tracing(stack, settings, "studiovault-worker")
+        if settings.observability.metrics_port is not None:
+            await start_state_refresher(stack, settings, db=db, queue=queue, redis=redis, registry=metrics.registry,
+                                        errors=metrics)
+            await start_metrics_server(stack, settings, metrics.registry)
     except BaseException:
         await stack.aclose()
         raise
     failpoints = Failpoints(settings.worker.failpoint_names)
-    queue = ArqQueue(redis, settings.queue.queue_name)
-    services = Services(notify=notify_services(settings.notify, http, redis, failpoints))
+    services = Services(notify=notify_services(settings.notify, http, redis, failpoints, metrics))
     return Deps(settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=router,
                 clock=clock, backoff=Backoff(settings.worker.backoff_base, settings.worker.backoff_cap),
-                services=services, failpoints=failpoints, resources=stack)
+                services=services, failpoints=failpoints, resources=stack, metrics=metrics)
 
 
 async def close_deps(deps: Deps) -> None:

@@ -7,6 +7,7 @@ from config.sections import (
     IngressSettings,
     LogSettings,
     NotifySettings,
+    ObservabilitySettings,
     QueueSettings,
     WorkerSettings,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "IngressSettings",
     "LogSettings",
     "NotifySettings",
+    "ObservabilitySettings",
     "QueueSettings",
     "Settings",
     "WorkerSettings",

@@ -13,6 +13,7 @@ from config.sections import (
     IngressSettings,
     LogSettings,
     NotifySettings,
+    ObservabilitySettings,
     QueueSettings,
     Section,
     WorkerSettings,
@@ -31,10 +32,12 @@ class Settings(BaseModel):
     ingress: IngressSettings = Field(default_factory=IngressSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     SECTIONS: ClassVar[dict[str, type[Section]]] = {
         "database": DatabaseSettings, "queue": QueueSettings, "worker": WorkerSettings,
         "billing": BillingSettings, "ingress": IngressSettings, "notify": NotifySettings, "log": LogSettings,
+        "observability": ObservabilitySettings,
     }
 
     @classmethod

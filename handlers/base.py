@@ -53,6 +53,9 @@ class Plan:
     follow_ups: Sequence[Envelope] = ()
     outcome: str = "applied"  # or "ignored": acknowledged, recorded, deliberately no effect
     log: Mapping[str, Any] = field(default_factory=dict)
+    # The earliest the event could have been applied by design (e.g. the end of the quiet hours it
+    # arrived in): its end-to-end latency counts from here rather than from its receipt. None: receipt.
+    not_before: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,11 @@ class Router:
     @cached_property
     def registry(self) -> EventRegistry:
         return EventRegistry(self.handlers)
+
+    @cached_property
+    def event_types(self) -> frozenset[str]:
+        """The `type` of every event this table routes."""
+        return frozenset(cls.event_type for cls in self.handlers)
 
     def handler_for(self, event: Event) -> Handler:
         return self.handlers[type(event)]

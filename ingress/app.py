@@ -3,7 +3,8 @@
 `create_app(config, open_deps)` is given its settings section and a way to open its dependencies (the
 composition root, `bootstrap.ingress`, passes the real ones; tests pass their own): it opens them in
 the lifespan and wires nothing itself. Routes are composed from each source's `routes` list: a new
-source is one module in `ingress/sources/` and one more `*module.routes` below.
+source is one module in `ingress/sources/` and one more `*module.routes` below (and its name in
+`SOURCES`). `GET /metrics` serves what the dependencies' `IngressMetrics` count.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from config import IngressSettings
@@ -24,6 +26,11 @@ from ingress.sources import r2, razorpay, stripe
 async def healthz(_: Request) -> JSONResponse:
     """Liveness: the process answers."""
     return JSONResponse({"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text: this process's counters and histograms, and the shared pipeline-state gauges."""
+    return Response(context(request).deps.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def readyz(request: Request) -> JSONResponse:
@@ -43,10 +50,14 @@ async def readyz(request: Request) -> JSONResponse:
 ROUTES: list[BaseRoute] = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
     *razorpay.routes,
     *stripe.routes,
     *r2.routes,
 ]
+
+# The `source` of each webhook route (its label in the metrics), counted from 0 at start-up.
+SOURCES = ("razorpay", "stripe", "r2")
 
 OpenDeps = Callable[[], AbstractAsyncContextManager[IngressDeps]]
 
@@ -57,6 +68,7 @@ def create_app(config: IngressSettings, open_deps: OpenDeps) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_deps() as deps:
+            deps.metrics.prime(SOURCES)
             app.state.ingress = IngressContext(config, deps)
             yield
 

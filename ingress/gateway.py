@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from events.envelope import Envelope, envelope_for
 from events.ids import InvalidId, validate_id
 from events.payments import Gateway, GatewayEventIgnored, GatewayEvidence, PaymentFact, gateway_dedupe_key
-from ingress.pipeline import Accept, IngressContext, IngressError, validation_problems
+from ingress.pipeline import Accept, IngressContext, IngressError, SignatureRefused, correlate, validation_problems
 from ingress.signatures import SignatureError
 from store import Database
 
@@ -158,14 +158,16 @@ async def fact_envelope(db: Database, delivery: Delivery, fact: Fact) -> Envelop
         raise IngressError(422, "invalid_field", f"{delivery.event_type}: {validation_problems(exc)}") from exc
     return envelope_for(event, org_id=org_id or UNATTRIBUTED_ORG, branch_id=branch_id,
                         dedupe_key=gateway_dedupe_key(delivery.gateway, delivery.event_id),
-                        occurred_at=delivery.evidence.received_at)
+                        occurred_at=delivery.evidence.received_at, correlation_id=delivery.event_id,
+                        received_at=delivery.evidence.received_at)
 
 
 def ignored_envelope(delivery: Delivery, reason: str) -> Envelope:
     event = GatewayEventIgnored(gateway=delivery.gateway, reason=reason, evidence=delivery.evidence)
     return envelope_for(event, org_id=UNATTRIBUTED_ORG, branch_id=None,
                         dedupe_key=gateway_dedupe_key(delivery.gateway, delivery.event_id),
-                        occurred_at=delivery.evidence.received_at)
+                        occurred_at=delivery.evidence.received_at, correlation_id=delivery.event_id,
+                        received_at=delivery.evidence.received_at)
 
 
 # ---- the endpoint ----------------------------------------------------------------------------------------
@@ -182,13 +184,14 @@ def accept_with(gateway: Gateway, receive: Receive, mapper: Mapper) -> Accept:
             delivery = receive(request, ctx, body, received_at)
         except SignatureError as exc:
             status = 400 if exc.code in {"missing_signature", "malformed_signature"} else 401
-            raise IngressError(status, exc.code, str(exc)) from exc
+            raise SignatureRefused(status, exc.code, str(exc)) from exc
+        correlate(delivery.event_id)  # the gateway's event id: the delivery's id from end to end
         mapped = mapper(delivery)
         if isinstance(mapped, Ignore):
-            published = await ctx.publisher.publish(ignored_envelope(delivery, mapped.reason), status="ignored",
-                                                    note=mapped.reason)
+            published = await ctx.publish(ignored_envelope(delivery, mapped.reason), status="ignored",
+                                          note=mapped.reason)
         else:
-            published = await ctx.publisher.publish(await fact_envelope(ctx.db, delivery, mapped))
+            published = await ctx.publish(await fact_envelope(ctx.db, delivery, mapped))
         outcome = "duplicate" if published.duplicate else ("ignored" if isinstance(mapped, Ignore) else "accepted")
         log.info("webhook_accepted", source=gateway, gateway_event_id=delivery.event_id,
                  gateway_event_type=delivery.event_type, event_id=published.event_id, outcome=outcome)

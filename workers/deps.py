@@ -16,6 +16,7 @@ from config import Settings
 from events.publish import Publisher
 from handlers.base import Router, Services
 from jobqueue import Queue
+from observability.metrics import WorkerMetrics
 from store import Database
 from workers.failpoints import Failpoints
 from workers.policy import Backoff
@@ -54,6 +55,7 @@ class Deps:
     services: Services = field(default_factory=Services)
     failpoints: Failpoints = field(default_factory=Failpoints)
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     # What was opened for these deps (database, HTTP client), closed by `close()` at shutdown.
     resources: AsyncExitStack = field(default_factory=AsyncExitStack)
 

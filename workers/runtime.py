@@ -18,6 +18,7 @@ from arq.worker import Worker
 from config import Settings
 from core.redact import redact_url
 from jobqueue.arq_redis import APPLY_JOB, deserialize, serialize
+from observability.instruments import redis_error_kind
 from workers.apply import apply_event
 from workers.crons import cron_jobs
 from workers.deps import Deps
@@ -30,7 +31,8 @@ StopDeps = Callable[[Deps], Awaitable[None]]
 class PipelineWorker(Worker):
     """arq's `Worker` that also tells when its poller is between two polls: the one moment it can be
     cancelled without cutting a Redis exchange in half (which would leave a job half-started and a
-    connection object half-open)."""
+    connection object half-open). Each successful poll is the worker's heartbeat metric; a failed one
+    counts a Redis error."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -38,8 +40,16 @@ class PipelineWorker(Worker):
 
     async def _poll_iteration(self) -> None:
         self.between_polls.clear()
+        deps: Deps | None = self.ctx.get("deps")
         try:
             await super()._poll_iteration()
+        except Exception as exc:
+            if deps is not None:
+                deps.metrics.redis_error(redis_error_kind(exc))
+            raise
+        else:
+            if deps is not None:
+                deps.metrics.polled()  # the heartbeat: Redis answered this poll
         finally:
             self.between_polls.set()
 

@@ -251,7 +251,17 @@ class _Run:
             statements += audit(self.s, "notification.channel_failed", "medium",
                                 {"failed": dict(self.failures), "sent_via": ch}, self.now_ms)
         return Plan(statements=statements, log={"notification_id": self.s.notification_id, "channel": ch,
-                                                "cost": cost, "fell_back": bool(self.failures), **extra})
+                                                "cost": cost, "fell_back": bool(self.failures), **extra},
+                    not_before=self._planned_wait_end())
+
+    def _planned_wait_end(self) -> datetime | None:
+        """A non-urgent message received inside quiet hours waits for their end by design: its
+        end-to-end latency is measured from there."""
+        received = self.ctx.envelope.received_at
+        if received is None or self.event.urgent:
+            return None
+        until = quiet_until(received, self.cfg)
+        return until.astimezone(UTC) if until is not None else None
 
     def _give_up(self) -> Plan:
         reasons = dict(self.failures)
