@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import billing, operate, serve, storage
+from cli import billing, dead, operate, serve, storage
 
 app = typer.Typer(help="StudioVault event pipeline: workers, ingress and operator tools.", no_args_is_help=True)
 app.command()(operate.migrate)
@@ -13,7 +13,7 @@ app.command()(operate.redrive)
 app.command()(serve.worker)
 app.command()(serve.ingress)
 app.command("storage")(storage.storage)
-app.add_typer(operate.dead_app, name="dead")
+app.add_typer(dead.dead_app, name="dead")
 app.add_typer(billing.billing_app, name="billing")
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,7 +29,8 @@ async def healthz(_: Request) -> JSONResponse:
 
 async def metrics(request: Request) -> Response:
     """Prometheus text: this process's counters and histograms, and the shared pipeline-state gauges."""
-    return Response(context(request).deps.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    body, content_type = context(request).deps.metrics.negotiated(request.headers.get("accept"))
+    return Response(body, headers={"content-type": content_type})
 
 
 async def readyz(request: Request) -> JSONResponse:
