@@ -279,3 +279,19 @@ async def test_a_failed_enqueue_or_inbox_write_is_a_publish_failure(pipeline: Pi
     assert scrape.value("studiovault_redis_errors_total", kind="unavailable") == 1
     assert scrape.value("studiovault_database_errors_total", kind="transient") == 1
     assert scrape.value("studiovault_ingress_requests_total", source="razorpay", code="503") == 1
+
+
+async def test_dead_letter_selections_count_the_whole_set_on_both_engines(db: Database) -> None:
+    from readmodels.inbox import DeadFilter, count_dead, dead_ids, list_dead  # noqa: PLC0415
+
+    ids = [await _publish(db, status="dead") for _ in range(3)]
+    await db.batch([Statement("UPDATE event_inbox SET type = 'payment.captured', last_error = 'unknown_invoice: x'"
+                              " WHERE id = ?", (ids[0],))])
+    assert await count_dead(db) == 3
+    assert await count_dead(db, DeadFilter(type="payment.*")) == 1
+    assert await count_dead(db, DeadFilter(type="test.spend_recorded")) == 2
+    assert await dead_ids(db, DeadFilter(reason="unknown_invoice")) == [ids[0]]
+    assert await dead_ids(db, DeadFilter(type="test.*", reason="Rejected")) == sorted(ids[1:])
+    rows = await list_dead(db, 1, DeadFilter(type="test.*"))
+    assert len(rows) == 1
+    assert rows[0]["correlation_id"] is None  # published without the publisher's stamp
