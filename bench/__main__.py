@@ -47,6 +47,12 @@ async def _ingress(run: Run) -> None:
     await run_ingress(run)
 
 
+async def _scrape(run: Run) -> None:
+    from bench.scrape import run_scrape  # noqa: PLC0415
+
+    await run_scrape(run)
+
+
 async def _billing(run: Run) -> None:
     from bench.billing import run_billing  # noqa: PLC0415
 
@@ -59,6 +65,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[Run], Awaitable[None]]]] = {
     "d1": ("the apply path on the D1 bridge under miniflare: events/s, HTTP requests per event", _d1),
     "ingress": ("signed Razorpay webhooks: fixed rate, saturation, end-to-end latency", _ingress),
     "billing": ("closing a billing period for many orgs with media and notifications", _billing),
+    "scrape": ("the apply benchmark with and without both /metrics scraped every second", _scrape),
 }
 
 

@@ -1,0 +1,144 @@
+"""Scrape overhead: the apply benchmark with and without a scraper hitting both `/metrics` every second.
+
+Each run is the apply benchmark's (a fresh SQLite file, N `payment.captured` events published, one
+`studiovault worker` process timed from its first finished job to an empty queue), with the same
+processes in both arms: the worker with SV_METRICS_PORT set (its metrics server and the pipeline-state
+refresher running) and an idle `studiovault ingress` on the same database. Only the scraper differs:
+in the "scraped" arm a task GETs the worker's and the ingress's `/metrics` once a second, as
+Prometheus would (with its Accept header). Arms alternate (plain, scraped, plain, scraped, ...) so slow
+drift of this shared machine hits both; the figure is the median scraped throughput over the median
+plain one. Target: ≥ 0.97 (scraping costs at most 3 %).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import time
+from contextlib import ExitStack
+
+import httpx
+from redis.asyncio import Redis
+
+from bench.apply import WORKER, prepare, require_payments
+from bench.core import Run
+from bench.procs import PYTHON, drain_time, log_tail, pipeline_env, process
+from tests.support.redis_server import free_port
+
+INGRESS = [PYTHON, "-m", "cli", "ingress"]
+# What Prometheus 2.x sends: it gets OpenMetrics, the costlier of the two formats to render.
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+
+async def _wait_up(urls: list[str], procs: list[subprocess.Popen[bytes]], within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        for url in urls:
+            while True:
+                if any(p.poll() is not None for p in procs):
+                    raise RuntimeError(f"a benchmark process exited before {url} answered")
+                try:
+                    if (await http.get(url)).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} did not answer within {within:.0f} s")
+                await asyncio.sleep(0.05)
+
+
+async def _scraper(urls: list[str], counts: dict[str, int], every: float = 1.0) -> None:
+    """GET each URL once per `every` seconds until cancelled; count the scrapes and the bytes."""
+    async with httpx.AsyncClient(timeout=5.0, headers={"accept": PROMETHEUS_ACCEPT}) as http:
+        while True:
+            tick = time.monotonic()
+            for url in urls:
+                response = await http.get(url)
+                response.raise_for_status()
+                counts["scrapes"] += 1
+                counts["bytes"] += len(response.content)
+            await asyncio.sleep(max(0.0, every - (time.monotonic() - tick)))
+
+
+async def _one(run: Run, name: str, events: int, scraped: bool) -> tuple[float, dict[str, int]]:
+    """One apply run; returns events/s and what the scraper did."""
+    path, queue = await prepare(run, name, events, hot=False)
+    metrics_port, ingress_port = free_port(), free_port()
+    env = pipeline_env(f"sqlite:///{path}", run.redis_url, queue, SV_METRICS_PORT=str(metrics_port))
+    logs = run.subdir("logs")
+    urls = [f"http://127.0.0.1:{metrics_port}/metrics", f"http://127.0.0.1:{ingress_port}/metrics"]
+    counts = {"scrapes": 0, "bytes": 0}
+    redis = Redis.from_url(run.redis_url)
+    try:
+        with ExitStack() as stack:
+            ingress = stack.enter_context(process([*INGRESS, "--port", str(ingress_port)], env,
+                                                  logs / f"ingress-{name}.log"))
+            await _wait_up(urls[1:], [ingress])
+            worker = stack.enter_context(process(WORKER, env, logs / f"worker-{name}.log"))
+            scraper: asyncio.Task[None] | None = None
+            try:
+                if scraped:  # its metrics server is up before it polls: every job runs while being scraped
+                    await _wait_up(urls[:1], [worker, ingress])
+                    scraper = asyncio.create_task(_scraper(urls, counts))
+                drain = await drain_time(redis, queue, events, [worker, ingress], within=max(120.0, events / 20))
+            except (RuntimeError, TimeoutError) as exc:
+                raise RuntimeError(f"{exc}\n{log_tail(logs / f'worker-{name}.log')}") from exc
+            finally:
+                if scraper is not None:
+                    scraper.cancel()
+                    failed = (await asyncio.gather(scraper, return_exceptions=True))[0]
+                    if not isinstance(failed, asyncio.CancelledError):
+                        raise RuntimeError(f"the scraper failed: {failed!r}")
+    finally:
+        await redis.aclose()
+    return drain.per_second, counts
+
+
+async def run_scrape(run: Run) -> None:
+    require_payments()
+    events = run.sizes.apply_events
+    pairs = 2 if run.quick else 4
+    plain: list[float] = []
+    scraped: list[float] = []
+    done = {"scrapes": 0, "bytes": 0}
+    run.log(f"scrape: {pairs} pairs of apply runs ({events} events, 1 worker with SV_METRICS_PORT, an idle "
+            "ingress), without and with a scraper on both /metrics every second")
+    for i in range(pairs):
+        for arm in (("plain", "scraped") if i % 2 == 0 else ("scraped", "plain")):  # ABBA: drift cancels
+            rate, counts = await _one(run, f"scrape-{arm}-{i}", events, scraped=arm == "scraped")
+            (scraped if arm == "scraped" else plain).append(rate)
+            done = {k: done[k] + counts[k] for k in done}
+        run.log(f"  pair {i + 1}: {plain[-1]:,.0f} events/s plain, {scraped[-1]:,.0f} events/s scraped")
+    median_plain, median_scraped = statistics.median(plain), statistics.median(scraped)
+    pair_ratios = [s / p for s, p in zip(scraped, plain, strict=True)]
+    run.record("scrape.apply_plain", "apply, metrics on, not scraped (median)", median_plain, "events/s",
+               f"{pairs} runs: {', '.join(f'{r:,.0f}' for r in plain)}")
+    run.record("scrape.apply_scraped", "apply, both /metrics scraped every 1 s (median)", median_scraped, "events/s",
+               f"{pairs} runs: {', '.join(f'{r:,.0f}' for r in scraped)}; {done['scrapes']} scrapes, "
+               f"{done['bytes'] // max(done['scrapes'], 1):,} bytes each")
+    run.record("ratio.apply_scraped_vs_plain", "apply scraped / not scraped, same run",
+               statistics.median(pair_ratios), "x",
+               f"median of the pairs' ratios ({', '.join(f'{r:.3f}' for r in pair_ratios)})")
+    render_ms = _render_ms()
+    run.record("scrape.render_ms", "one scrape of a worker's /metrics: rendering it", render_ms, "ms",
+               f"{render_ms / 10:.3f} % of one core at one scrape a second")
+    run.extra["scrape"] = {"plain": plain, "scraped": scraped, "pair_ratios": pair_ratios, **done}
+
+
+def _render_ms(renders: int = 200) -> float:
+    """CPU time a worker spends rendering its registry for one scrape (every type's counters primed,
+    histograms observed), in OpenMetrics as Prometheus asks for it: the whole cost a scrape adds."""
+    from handlers.routes import ROUTER  # noqa: PLC0415
+    from observability.metrics import OUTCOMES, WorkerMetrics  # noqa: PLC0415
+
+    metrics = WorkerMetrics(ROUTER.event_types)
+    for event_type in sorted(ROUTER.event_types):
+        for outcome in OUTCOMES:
+            metrics.outcome(event_type, outcome, 0.003)
+        metrics.committed(event_type, "applied", {}, 0.2)
+    started = time.process_time()
+    for _ in range(renders):
+        metrics.negotiated(PROMETHEUS_ACCEPT)
+    return (time.process_time() - started) / renders * 1000
