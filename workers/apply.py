@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import structlog
@@ -132,7 +132,7 @@ async def _plan_and_commit(
     deps.failpoints.hit("before_batch")
     changes = await deps.db.batch(statements)
     deps.failpoints.hit("after_batch")
-    deps.metrics.committed(envelope.type, plan.outcome, plan.log, _end_to_end_s(envelope, plan))
+    deps.metrics.committed(envelope.type, plan.outcome, plan.log, _end_to_end_s(envelope, plan, deps.clock()))
     inserted = changes[len(changes) - len(follow_ups):] if follow_ups else []
     for follow_up, n in zip(children, inserted, strict=True):
         if n:  # 0: an event with the same dedupe key exists already (e.g. one photos_ready per project)
@@ -140,14 +140,14 @@ async def _plan_and_commit(
     return plan.outcome, plan.log
 
 
-def _end_to_end_s(envelope: Envelope, plan: Plan) -> float | None:
+def _end_to_end_s(envelope: Envelope, plan: Plan, committed_at: datetime) -> float | None:
     """Seconds from the event's receipt (or the end of a wait it was given on purpose: its
-    `available_at`, the plan's `not_before`) to now, its batch committed. None for envelopes
-    published before they carried `received_at`."""
+    `available_at`, the plan's `not_before`) to `committed_at`. None for envelopes published before
+    they carried `received_at`."""
     if envelope.received_at is None:
         return None
     start = max(t for t in (envelope.received_at, envelope.available_at, plan.not_before) if t is not None)
-    return (datetime.now(UTC) - start).total_seconds()
+    return (committed_at - start).total_seconds()
 
 
 async def _already_applied(deps: Deps, envelope: Envelope) -> str:
