@@ -198,3 +198,12 @@ def test_a_follow_up_keeps_what_its_handler_set_explicitly() -> None:
 ])
 def test_dead_letter_selections_are_bound_sql(which: DeadFilter, where: str, params: tuple[object, ...]) -> None:
     assert which.where() == (where, params)
+
+
+def test_a_billing_close_is_correlated_by_its_producer_key() -> None:
+    from producers.billing_close import close_envelope  # noqa: PLC0415
+
+    envelope = close_envelope({"id": ORG, "config_json": "{}", "created_at": 0}, datetime(2026, 11, 2, tzinfo=UTC),
+                              "2026-10")
+    assert isinstance(envelope, Envelope)
+    assert envelope.correlation_id == envelope.dedupe_key == f"billing:{ORG}:2026-10"
