@@ -19,6 +19,7 @@ COPY gateways gateways
 COPY handlers handlers
 COPY producers producers
 COPY readmodels readmodels
+COPY observability observability
 COPY workers workers
 COPY ingress ingress
 COPY bootstrap bootstrap

@@ -47,6 +47,12 @@ async def _ingress(run: Run) -> None:
     await run_ingress(run)
 
 
+async def _scrape(run: Run) -> None:
+    from bench.scrape import run_scrape  # noqa: PLC0415
+
+    await run_scrape(run)
+
+
 async def _billing(run: Run) -> None:
     from bench.billing import run_billing  # noqa: PLC0415
 
@@ -67,6 +73,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[Run], Awaitable[None]]]] = {
     "billing": ("closing a billing period for many orgs with media and notifications", _billing),
     "pickup": ("outbox rows written straight into D1/SQLite: commit → enqueued/applied, with 100k more rows",
                _pickup),
+    "scrape": ("the apply benchmark with and without both /metrics scraped every second", _scrape),
 }
 
 

@@ -62,6 +62,7 @@ TARGETS = [
     Target("outbox pickup on SQLite: commit → enqueued p99 < 2 s", "pickup.sqlite.outbox.enqueued_p99_ms", "<=",
            2000.0, "ms"),
     Target("D1: 1 HTTP request per applied event", "d1.requests_per_event", "<=", 1.0, "req/event"),
+    Target("scraping /metrics costs apply ≤ 3 %", "ratio.apply_scraped_vs_plain_windows", ">=", 0.97, "x"),
 ]
 
 

@@ -1,19 +1,22 @@
-"""The ingress, wired: its database, Redis queue and publisher, and the readiness checks."""
+"""The ingress, wired: its database, Redis queue and publisher (their errors counted), the readiness
+checks, the pipeline-state refresher behind `GET /metrics`, and tracing when configured."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 from starlette.applications import Starlette
 
 from bootstrap.gateways import account_directory
 from bootstrap.resources import open_resources, require_migrated
+from bootstrap.telemetry import start_state_refresher, start_tracing
 from config import Settings
 from core.redact import redact_url
 from ingress.app import create_app
 from ingress.pipeline import IngressDeps
+from observability.metrics import IngressMetrics
 
 log = structlog.get_logger("studiovault.ingress")
 
@@ -23,10 +26,15 @@ def build_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def open_deps() -> AsyncIterator[IngressDeps]:
-        async with open_resources(settings, need_schema=False) as res:  # not ready until migrated
-            redis = res.redis
-            if redis is None:  # pragma: no cover - open_resources opens Redis unless told not to
+        metrics = IngressMetrics()
+        # not ready until migrated (/readyz), so the schema is not required to start
+        async with open_resources(settings, need_schema=False, errors=metrics) as res, AsyncExitStack() as stack:
+            redis, queue = res.redis, res.queue
+            if redis is None or queue is None:  # pragma: no cover - open_resources opens Redis unless told not to
                 raise RuntimeError("the ingress needs Redis")
+            start_tracing(stack, settings, "studiovault-ingress")
+            await start_state_refresher(stack, settings, db=res.db, queue=queue, redis=redis,
+                                        registry=metrics.registry, errors=metrics)
 
             async def database() -> object:
                 return await res.db.query("SELECT 1 AS ok")
@@ -40,7 +48,7 @@ def build_app(settings: Settings) -> Starlette:
             log.info("ingress_started", database=redact_url(settings.database.database_url),
                      queue=settings.queue.queue_name)
             checks = {"database": database, "migrations": migrations, "redis": ping_redis}
-            yield IngressDeps(db=res.db, publisher=res.publisher, checks=checks,
+            yield IngressDeps(db=res.db, publisher=res.publisher, checks=checks, metrics=metrics,
                               accounts=account_directory(res.db, settings.gateways))
 
     return create_app(settings.ingress, open_deps)

@@ -1,6 +1,7 @@
 """Logging, configured once at process start: one stream, every line JSON in JSON mode.
 
-Our own logs go through structlog (event id, type, org and branch bound as context). Everything that
+Our own logs go through structlog (event id, type, org and branch, the correlation and causation ids
+bound as context; the trace and span ids when tracing is on). Everything that
 logs through the standard library — uvicorn, arq, asyncio, `warnings`, an uncaught exception — is
 rendered by the same processors, so in JSON mode every line a process writes is one JSON object and a
 traceback is a structured `exception` field, never a boxed block of text. The console format stays
@@ -15,6 +16,8 @@ from types import TracebackType
 from typing import TextIO
 
 import structlog
+
+from observability import tracing
 
 _SECRET_KEYS = frozenset({"authorization", "token", "secret", "signature", "password", "body", "raw_body"})
 # arq logs two INFO lines per job; the unit of work logs the outcome itself (event_applied, ...).
@@ -35,6 +38,7 @@ def configure_logging(level: str = "INFO", json: bool = True, stream: TextIO | N
     numeric = logging.getLevelName(level.upper())
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        tracing.add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,

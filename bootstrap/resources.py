@@ -14,7 +14,10 @@ from bootstrap.database import open_database
 from config import Settings
 from core.redact import redact_url
 from events.publish import Publisher
+from jobqueue import Queue
 from jobqueue.arq_redis import ArqQueue, connect
+from observability.instruments import CountingQueue, InstrumentedDatabase
+from observability.metrics import ErrorSink
 from store import Database
 from store.migrate import state
 
@@ -47,7 +50,7 @@ class Resources:
     settings: Settings
     db: Database
     redis: ArqRedis | None
-    queue: ArqQueue | None
+    queue: Queue | None
 
     @property
     def publisher(self) -> Publisher:
@@ -58,19 +61,25 @@ class Resources:
 
 @asynccontextmanager
 async def open_resources(settings: Settings, *, need_redis: bool = True,
-                         need_schema: bool = True,
-                         purpose: Literal["app", "migrate"] = "app") -> AsyncIterator[Resources]:
+                         need_schema: bool = True, purpose: Literal["app", "migrate"] = "app",
+                         errors: ErrorSink | None = None) -> AsyncIterator[Resources]:
     """The database (migrated, unless `need_schema=False`) and Redis (unless not needed); all closed on
     the way out, in reverse order, also when opening fails half-way. `purpose="migrate"` opens the
-    database with the migration credentials (D1: the migration token)."""
+    database with the migration credentials (D1: the migration token). With `errors`, their failures
+    are counted there (a process that serves metrics)."""
     async with AsyncExitStack() as stack:
-        db = await open_database(settings.database, purpose)
+        db: Database = await open_database(settings.database, purpose)
         stack.push_async_callback(db.close)
+        if errors is not None:
+            db = InstrumentedDatabase(db, errors)
         if need_schema:
             await require_migrated(db, settings)
-        redis = queue = None
+        redis: ArqRedis | None = None
+        queue: Queue | None = None
         if need_redis:
             redis = await open_redis(settings)
             stack.push_async_callback(redis.aclose)
             queue = ArqQueue(redis, settings.queue.queue_name)
+            if errors is not None:
+                queue = CountingQueue(queue, errors)
         yield Resources(settings, db, redis, queue)

@@ -9,8 +9,10 @@ from arq.connections import ArqRedis
 from config import NotifySettings
 from events.notifications import Channel
 from handlers.base import NotifyServices
+from observability.instruments import CountingLimiter, InstrumentedSender
+from observability.metrics import WorkerMetrics
 from providers.email import EmailSender
-from providers.port import Sender
+from providers.port import RateLimiter, Sender
 from providers.ratelimit import RedisFixedWindow
 from providers.sms import Msg91Sender
 from providers.whatsapp import WhatsAppSender
@@ -41,12 +43,17 @@ def build_senders(cfg: NotifySettings, http: httpx.AsyncClient) -> dict[Channel,
 
 
 def notify_services(cfg: NotifySettings, http: httpx.AsyncClient, redis: ArqRedis | None,
-                    failpoints: Failpoints | None = None, *, max_attempts: int = 20,
-                    provider_retry_window_s: float = 24 * 3600.0) -> NotifyServices:
-    """What notification dispatch needs; crash-test failpoints wrap the senders when set."""
+                    failpoints: Failpoints | None = None, metrics: WorkerMetrics | None = None, *,
+                    max_attempts: int = 20, provider_retry_window_s: float = 24 * 3600.0) -> NotifyServices:
+    """What notification dispatch needs. With `metrics`, every provider request is counted and traced
+    and the rate limiter's Redis errors counted; crash-test failpoints wrap the senders when set."""
     points = failpoints or Failpoints()
-    senders = {channel: points.around(sender) for channel, sender in build_senders(cfg, http).items()}
-    limiter = RedisFixedWindow(redis) if redis is not None else None
+    senders: dict[Channel, Sender] = {}
+    for channel, sender in build_senders(cfg, http).items():
+        senders[channel] = points.around(InstrumentedSender(sender, metrics) if metrics else sender)
+    limiter: RateLimiter | None = RedisFixedWindow(redis) if redis is not None else None
+    if limiter is not None and metrics is not None:
+        limiter = CountingLimiter(limiter, metrics)
     return NotifyServices(senders=senders, limiter=limiter, rate_per_minute=cfg.notify_rate_per_minute,
                           billable_on=cfg.billable_on, status_unknown_grace_s=cfg.status_unknown_grace_s,
                           fallback_grace_s=cfg.fallback_grace_s, max_attempts=max_attempts,

@@ -21,6 +21,7 @@ from bootstrap.database import open_database
 from bootstrap.gateways import account_store, gateway_api
 from bootstrap.resources import Unavailable, open_redis, require_migrated
 from bootstrap.senders import http_client, notify_services
+from bootstrap.telemetry import start_metrics_server, start_state_refresher, start_tracing
 from config import Settings
 from core.clock import utc_now
 from events.publish import Publisher
@@ -28,6 +29,8 @@ from handlers.base import Router, Services
 from handlers.routes import ROUTER
 from jobqueue.arq_redis import ArqQueue
 from jobqueue.redis_cursor import RedisFeedCursor, feed_prefix
+from observability.instruments import CountingQueue, InstrumentedDatabase
+from observability.metrics import WorkerMetrics
 from workers import runtime
 from workers.deps import Deps
 from workers.failpoints import Failpoints
@@ -52,24 +55,31 @@ async def build_deps(settings: Settings, redis: ArqRedis, router: Router = ROUTE
     """Everything a worker's jobs use; `close_deps` releases it. A failure or a shutdown (CancelledError)
     half-way leaves nothing open."""
     stack = AsyncExitStack()
+    metrics = WorkerMetrics(router.event_types)
     try:
-        db = await open_database(settings.database)
-        stack.push_async_callback(db.close)
+        raw_db = await open_database(settings.database)
+        stack.push_async_callback(raw_db.close)
+        db = InstrumentedDatabase(raw_db, metrics)
         http = http_client()
         stack.push_async_callback(http.aclose)
         await require_migrated(db, settings)
+        queue = CountingQueue(ArqQueue(redis, settings.queue.queue_name), metrics)
+        start_tracing(stack, settings, "studiovault-worker")
+        if settings.observability.metrics_port is not None:
+            await start_state_refresher(stack, settings, db=db, queue=queue, redis=redis, registry=metrics.registry,
+                                        errors=metrics)
+            await start_metrics_server(stack, settings, metrics.registry)
     except BaseException:
         await stack.aclose()
         raise
     failpoints = Failpoints(settings.worker.failpoint_names)
-    queue = ArqQueue(redis, settings.queue.queue_name)
     services = Services(notify=notify_services(
-        settings.notify, http, redis, failpoints, max_attempts=settings.worker.max_attempts,
+        settings.notify, http, redis, failpoints, metrics, max_attempts=settings.worker.max_attempts,
         provider_retry_window_s=settings.worker.provider_retry_window_s))
     feed = RedisFeedCursor(redis, feed_prefix(settings.queue.queue_name)) if settings.worker.feed_enabled else None
     return Deps(settings=settings, db=db, queue=queue, publisher=Publisher(db, queue, clock), router=router,
                 clock=clock, backoff=Backoff(settings.worker.backoff_base, settings.worker.backoff_cap),
-                services=services, failpoints=failpoints, resources=stack, feed=feed,
+                services=services, failpoints=failpoints, resources=stack, feed=feed, metrics=metrics,
                 accounts=account_store(db, settings.gateways), gateway_api=gateway_api(settings.gateways, http))
 
 

@@ -8,7 +8,8 @@ import functools
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Literal, NoReturn, TypeVar
+from typing import Annotated, Literal, NoReturn, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 import typer
@@ -18,6 +19,7 @@ from rich.console import Console
 from bootstrap.logging import configure_logging
 from bootstrap.resources import Resources, Unavailable, open_resources
 from config import ConfigError, Settings, load_settings, unknown_variables
+from core.clock import from_ms
 from core.redact import redact_url
 from store import DatabaseError
 
@@ -63,3 +65,25 @@ def run(coro: Callable[[], Awaitable[T]]) -> T:
 def fail(message: str) -> NoReturn:
     sys.stderr.write(f"studiovault: {message}\n")
     raise typer.Exit(1)
+
+
+# `--tz` on every command that prints times: an IANA zone; default SV_OPERATOR_TIMEZONE (Asia/Kolkata).
+TzOption = Annotated[str | None, typer.Option(
+    "--tz", help="Print times in this IANA time zone (default: SV_OPERATOR_TIMEZONE, Asia/Kolkata).")]
+
+
+def zone(tz: str | None) -> ZoneInfo:
+    """The operator's time zone: `--tz`, else the setting; a bad name ends the command (exit 2)."""
+    name = tz or settings().observability.operator_timezone
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        sys.stderr.write(f"studiovault: --tz {name!r}: expected an IANA time zone name, e.g. Asia/Kolkata or UTC\n")
+        raise typer.Exit(2) from None
+
+
+def iso(ms: float | None, tz: ZoneInfo) -> str | None:
+    """Epoch milliseconds (as the inbox stores times) → ISO-8601 with the zone's offset, to the second."""
+    if ms is None:
+        return None
+    return from_ms(int(ms)).astimezone(tz).isoformat(timespec="seconds")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli import accounts, billing, demo, operate, reconcile, schema, serve, storage
+from cli import accounts, billing, dead, demo, operate, reconcile, schema, serve, storage
 
 # Uncaught exceptions reach the logging set-up (a JSON line in JSON mode), not a rich traceback box.
 app = typer.Typer(help="StudioVault event pipeline: workers, ingress and operator tools.", no_args_is_help=True,
@@ -39,7 +39,7 @@ app.command()(operate.redrive)
 app.command()(serve.worker)
 app.command()(serve.ingress)
 app.command("storage")(storage.storage)
-app.add_typer(operate.dead_app, name="dead")
+app.add_typer(dead.dead_app, name="dead")
 app.add_typer(billing.billing_app, name="billing")
 app.add_typer(schema.schema_app, name="schema")
 app.add_typer(accounts.accounts_app, name="accounts")

@@ -8,6 +8,7 @@ from config.sections import (
     IngressSettings,
     LogSettings,
     NotifySettings,
+    ObservabilitySettings,
     QueueSettings,
     WorkerSettings,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "IngressSettings",
     "LogSettings",
     "NotifySettings",
+    "ObservabilitySettings",
     "QueueSettings",
     "Settings",
     "WorkerSettings",

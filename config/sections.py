@@ -12,6 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -263,6 +264,32 @@ class NotifySettings(Section):
         if unknown:
             raise ValueError(f"unknown channel(s) {', '.join(unknown)}: use whatsapp, sms, email")
         return {**DEFAULT_BILLABLE_ON, **value}
+
+
+class ObservabilitySettings(Section):
+    """Metrics, tracing and what operators see: the worker's metrics port, the shared pipeline-state
+    snapshot's refresh interval, OpenTelemetry (off unless an exporter is named), the operator's zone."""
+
+    # The worker serves Prometheus text on this port (every path); unset: no metrics server. Each
+    # worker process on a host needs its own port. The ingress serves GET /metrics on its own port.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # The pipeline-state gauges (inbox counts, oldest pending age, queue depth) come from one snapshot
+    # in Redis, refreshed this often by whichever process takes the refresh lock.
+    pipeline_state_interval_s: float = Field(15.0, ge=0.2, le=300)
+    # OpenTelemetry spans: "none" (off, the default) or "console" (JSON spans on stdout).
+    otel_exporter: Literal["none", "console"] = "none"
+    # `dead list`, `dead show`, `status` print times in this IANA zone (`--tz` overrides).
+    operator_timezone: str = "Asia/Kolkata"  # core.clock.DEFAULT_TIMEZONE, the studios' default
+
+    @field_validator("operator_timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("expected an IANA time zone name, e.g. Asia/Kolkata or UTC") from exc
+        return name
 
 
 class LogSettings(Section):

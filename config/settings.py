@@ -14,6 +14,7 @@ from config.sections import (
     IngressSettings,
     LogSettings,
     NotifySettings,
+    ObservabilitySettings,
     QueueSettings,
     Section,
     WorkerSettings,
@@ -33,11 +34,12 @@ class Settings(BaseModel):
     gateways: GatewaySettings = Field(default_factory=GatewaySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     SECTIONS: ClassVar[dict[str, type[Section]]] = {
         "database": DatabaseSettings, "queue": QueueSettings, "worker": WorkerSettings,
         "billing": BillingSettings, "ingress": IngressSettings, "gateways": GatewaySettings,
-        "notify": NotifySettings, "log": LogSettings,
+        "notify": NotifySettings, "log": LogSettings, "observability": ObservabilitySettings,
     }
 
     @classmethod

@@ -73,6 +73,9 @@ class Plan:
     # the worker re-runs these reads and the assertions in one round trip. Same rows and a failing
     # assertion: a self-conflict (`SelfConflict`, dead-lettered at once); else a real concurrent change.
     read_set: ReadSet | None = None
+    # The earliest the event could have been applied by design (e.g. the end of the quiet hours it
+    # arrived in): its end-to-end latency counts from here rather than from its receipt. None: receipt.
+    not_before: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,11 @@ class Router:
     @cached_property
     def registry(self) -> EventRegistry:
         return EventRegistry(self.handlers)
+
+    @cached_property
+    def event_types(self) -> frozenset[str]:
+        """The `type` of every event this table routes."""
+        return frozenset(cls.event_type for cls in self.handlers)
 
     def handler_for(self, event: Event) -> Handler:
         return self.handlers[type(event)]

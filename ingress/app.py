@@ -3,7 +3,8 @@
 `create_app(config, open_deps)` is given its settings section and a way to open its dependencies (the
 composition root, `bootstrap.ingress`, passes the real ones; tests pass their own): it opens them in
 the lifespan and wires nothing itself. Routes are composed from each source's `routes` list: a new
-source is one module in `ingress/sources/` and one more `*module.routes` below.
+source is one module in `ingress/sources/` and one more `*module.routes` below (and its name in
+`SOURCES`). `GET /metrics` serves what the dependencies' `IngressMetrics` count.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from config import IngressSettings
@@ -27,6 +28,12 @@ log = structlog.get_logger("studiovault.ingress")
 async def healthz(_: Request) -> JSONResponse:
     """Liveness: the process answers."""
     return JSONResponse({"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text: this process's counters and histograms, and the shared pipeline-state gauges."""
+    body, content_type = context(request).deps.metrics.negotiated(request.headers.get("accept"))
+    return Response(body, headers={"content-type": content_type})
 
 
 async def readyz(request: Request) -> JSONResponse:
@@ -47,6 +54,7 @@ async def readyz(request: Request) -> JSONResponse:
 ROUTES: list[BaseRoute] = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
     *razorpay.routes,
     *stripe.routes,
     *r2.routes,
@@ -55,6 +63,9 @@ ROUTES: list[BaseRoute] = [
     *resend.routes,
     *producer.routes,
 ]
+
+# The `source` of each webhook route (its label in the metrics), counted from 0 at start-up.
+SOURCES = ("razorpay", "stripe", "r2")
 
 OpenDeps = Callable[[], AbstractAsyncContextManager[IngressDeps]]
 
@@ -65,6 +76,7 @@ def create_app(config: IngressSettings, open_deps: OpenDeps) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_deps() as deps:
+            deps.metrics.prime(SOURCES)
             app.state.ingress = IngressContext(config, deps)
             yield
 

@@ -31,7 +31,7 @@ from events.mapping.resolve import Signer, fact_envelope, ignored_envelope
 from events.payments import Gateway, GatewayEvidence
 from gateways.accounts import Account, UndecryptableCredentials
 from gateways.directory import AccountDirectory
-from ingress.pipeline import Accept, IngressContext, IngressError
+from ingress.pipeline import Accept, IngressContext, IngressError, SignatureRefused, correlate
 from ingress.signatures import SignatureError
 
 log = structlog.get_logger("studiovault.ingress")
@@ -69,7 +69,7 @@ async def lookup(ctx: IngressContext, find: Callable[[AccountDirectory], Awaitab
         log.error("account_credentials_unreadable", error=str(exc))  # noqa: TRY400 - no traceback to show
         raise IngressError(503, "not_configured", "the account's credentials cannot be read here") from exc
     if account is None or not account.active:
-        raise IngressError(401, "unknown_account", "no connected gateway account answers at this endpoint")
+        raise SignatureRefused(401, "unknown_account", "no connected gateway account answers at this endpoint")
     return account
 
 
@@ -86,7 +86,7 @@ def verified(check: Callable[[], object]) -> None:
     try:
         check()
     except SignatureError as exc:
-        raise IngressError(401, exc.code, str(exc)) from exc
+        raise SignatureRefused(401, exc.code, str(exc)) from exc
 
 
 # ---- parsing ------------------------------------------------------------------------------------------------
@@ -126,15 +126,16 @@ def accept_with(gateway: Gateway, receive: Receive, mapper: Mapper) -> Accept:
     async def accept(request: Request, body: bytes, received_at: datetime, ctx: IngressContext) -> Response:
         delivery = await receive(request, ctx, body, received_at)
         try:
+            correlate(delivery.event_id)  # the gateway's event id: the delivery's id from end to end
             mapped = mapper(delivery.event_type, delivery.doc) if delivery.signer else Ignore(
                 "verified by the platform for a connected account no org has connected")
             if isinstance(mapped, Ignore):
                 envelope = ignored_envelope(delivery.signer, gateway, delivery.evidence, mapped.reason)
-                published = await ctx.publisher.publish(envelope, status="ignored", note=mapped.reason)
+                published = await ctx.publish(envelope, status="ignored", note=mapped.reason)
             else:
                 assert delivery.signer is not None  # noqa: S101 - an unknown account maps to Ignore above
                 envelope = await fact_envelope(ctx.db, delivery.signer, mapped, delivery.evidence)
-                published = await ctx.publisher.publish(envelope)
+                published = await ctx.publish(envelope)
         except MappingError as exc:
             raise refusal(exc) from exc
         outcome = "duplicate" if published.duplicate else ("ignored" if isinstance(mapped, Ignore) else "accepted")

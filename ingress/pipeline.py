@@ -7,25 +7,38 @@ A 2xx is sent only after the inbox write. Refusals are JSON `{"error": <code>, "
 4xx means "do not send this again as it is"; 503 (with `Retry-After`) means nothing was accepted and
 the sender should retry. The deadline (`SV_INGRESS_DEADLINE_S`, 4 s) answers 503 before a gateway's
 own timeout (Razorpay: 5 s) would make it count a failure.
+
+Observability lives in `endpoint`, the one place every webhook passes: it counts the request by
+source and answer code (`IngressMetrics`), times it, measures the body, counts signature refusals
+(`SignatureRefused`) and publish failures, and makes the request one span. A source binds the
+delivery's correlation id (the gateway's event id, the relay's message id) with `correlate` once the
+signature holds; every later log line of the request carries it, and `IngressContext.publish` puts
+it, with the trace context, in the envelope.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from config import IngressSettings
 from core.clock import utc_now
-from events.publish import Publisher
+from events.envelope import Envelope
+from events.publish import Published, Publisher
 from gateways.directory import AccountDirectory
+from observability import tracing
+from observability.metrics import IngressMetrics
 from store import Database, DatabaseError
 
 log = structlog.get_logger("studiovault.ingress")
@@ -38,6 +51,10 @@ class IngressError(Exception):
                  **extra: Any) -> None:
         super().__init__(detail)
         self.status, self.error, self.detail, self.retry_after, self.extra = status, error, detail, retry_after, extra
+
+
+class SignatureRefused(IngressError):
+    """A refusal because the signature is missing, malformed or does not verify (counted apart)."""
 
 
 async def answer_error(_: Request, exc: Exception) -> Response:
@@ -59,14 +76,17 @@ class IngressDeps:
     # Readiness checks by name ("database", "redis"): each raises when its dependency is not usable.
     checks: Mapping[str, Callable[[], Awaitable[object]]] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
+    metrics: IngressMetrics = field(default_factory=IngressMetrics)
 
 
 @dataclass(frozen=True)
 class IngressContext:
-    """`request.app.state.ingress`: the settings and the dependencies every endpoint reads."""
+    """`request.app.state.ingress`: the settings and the dependencies every endpoint reads; each
+    request gets its own (`for_request`), which records what it published."""
 
     config: IngressSettings
     deps: IngressDeps
+    published: list[Published] = field(default_factory=list)
 
     @property
     def db(self) -> Database:
@@ -79,6 +99,26 @@ class IngressContext:
     def now(self) -> datetime:
         return self.deps.clock()
 
+    def for_request(self) -> IngressContext:
+        return IngressContext(self.config, self.deps)
+
+    async def publish(self, envelope: Envelope, status: str = "pending", note: str | None = None, *,
+                      producer: str | None = None) -> Published:
+        """Publish (inbox, then queue) in a `publish` span whose trace context the envelope carries."""
+        with tracing.span("publish", kind=SpanKind.PRODUCER,
+                          attributes={"studiovault.event_id": envelope.event_id, "studiovault.type": envelope.type}):
+            carried = tracing.carrier()
+            if carried and envelope.trace_context is None:
+                envelope = envelope.model_copy(update={"trace_context": carried})
+            result = await self.deps.publisher.publish(envelope, status, note, producer=producer)
+        self.published.append(result)
+        return result
+
+
+def correlate(correlation_id: str) -> None:
+    """Bind the delivery's correlation id to every later log line of this request."""
+    structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+
 
 def context(request: Request) -> IngressContext:
     ctx: IngressContext = request.app.state.ingress
@@ -89,15 +129,47 @@ def context(request: Request) -> IngressContext:
 Accept = Callable[[Request, bytes, datetime, IngressContext], Awaitable[Response]]
 
 
+def _span_name(request: Request) -> str:
+    """`POST /webhooks/razorpay/{endpoint_key}`: the route, not the URL (path parameters are secrets or ids)."""
+    path = request.url.path
+    for name, value in request.path_params.items():
+        path = path.replace(f"/{value}", f"/{{{name}}}")
+    return f"{request.method} {path}"
+
+
 def endpoint(source: str, accept: Accept) -> Callable[[Request], Awaitable[Response]]:
     """The route function for `source`: the deadline, the body limit, and errors turned into answers."""
 
     async def handle(request: Request) -> Response:
-        ctx = context(request)
+        ctx = context(request).for_request()
         received_at = ctx.now()
+        started = time.perf_counter()
+        seen = _Seen(declared_bytes(request))
+        with _log_scope(), tracing.span(_span_name(request), kind=SpanKind.SERVER,
+                                        attributes={"studiovault.source": source}) as span:
+            try:
+                response = await _answer(request, ctx, received_at, seen)
+            except IngressError as exc:
+                seen.status = exc.status
+                seen.signature_failed = isinstance(exc, SignatureRefused)
+                seen.publish_failed = exc.error in ("unavailable", "timeout")
+                raise
+            else:
+                seen.status = response.status_code
+                return response
+            finally:
+                if span is not None:
+                    span.set_attribute("http.response.status_code", seen.status)
+                ctx.deps.metrics.request(source, seen.status, time.perf_counter() - started, seen.body_bytes,
+                                         signature_failed=seen.signature_failed,
+                                         publish_failed=seen.publish_failed or any(p.enqueue_failed
+                                                                                   for p in ctx.published))
+
+    async def _answer(request: Request, ctx: IngressContext, received_at: datetime, seen: _Seen) -> Response:
         try:
             async with asyncio.timeout(ctx.config.ingress_deadline_s):
                 body = await read_body(request, ctx.config.max_body_bytes)
+                seen.body_bytes = len(body)
                 return await accept(request, body, received_at, ctx)
         except IngressError as exc:
             log.warning("webhook_refused", source=source, status=exc.status, error=exc.error, detail=exc.detail)
@@ -116,6 +188,33 @@ def endpoint(source: str, accept: Accept) -> Callable[[Request], Awaitable[Respo
                                retry_after=ctx.config.ingress_retry_after_s) from exc
 
     return handle
+
+
+@dataclass
+class _Seen:
+    """What the metrics record about one request (a 500 unless an answer was reached)."""
+
+    body_bytes: int | None
+    status: int = 500
+    signature_failed: bool = False
+    publish_failed: bool = False
+
+
+def declared_bytes(request: Request) -> int | None:
+    """The Content-Length, until the body is read (a refused oversized body is never read)."""
+    declared = request.headers.get("content-length")
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
+@contextmanager
+def _log_scope() -> Iterator[None]:
+    """Log context bound during the request (the correlation id) ends with it."""
+    before = structlog.contextvars.get_contextvars()
+    try:
+        yield
+    finally:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(**before)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -92,7 +92,7 @@ async def publish_statuses(ctx: IngressContext, source: str, items: Sequence[Rep
     for item, (org_id, branch_id) in zip(items, await _tenants(ctx, items), strict=True):
         envelope = envelope_for(item.event, org_id=org_id, branch_id=branch_id, dedupe_key=item.dedupe_key,
                                 occurred_at=received_at)
-        published = await ctx.publisher.publish(envelope)
+        published = await ctx.publish(envelope)
         counts["duplicates" if published.duplicate else "accepted"] += 1
         log.info("webhook_accepted", source=source, event_id=published.event_id, duplicate=published.duplicate,
                  type=envelope.type, org_id=org_id, provider_status=item.event.provider_status)

@@ -54,8 +54,8 @@ def close_envelope(org: Mapping[str, Any], now: datetime, period: str | None) ->
         return "too_new"
     org_id = str(org["id"])
     event = BillingPeriodClosed(org_id=org_id, period=chosen, period_start=start, period_end=end)
-    return envelope_for(event, org_id=org_id, branch_id=None, dedupe_key=billing_dedupe_key(org_id, chosen),
-                        occurred_at=now)
+    key = billing_dedupe_key(org_id, chosen)  # also the correlation id: every close of this org and period
+    return envelope_for(event, org_id=org_id, branch_id=None, dedupe_key=key, occurred_at=now, correlation_id=key)
 
 
 async def publish_period_closes(

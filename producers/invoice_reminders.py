@@ -44,10 +44,9 @@ async def publish_invoice_due(db: Database, publisher: Publisher, now: datetime,
             due_at = int(row["due_at"])
             event = NotificationDue(notification_id=new_id("ntf"), kind="invoice_due",
                                     project_id=row["project_id"], invoice_id=row["id"])
-            envelope = envelope_for(
-                event, org_id=row["org_id"], branch_id=row["branch_id"], occurred_at=now,
-                dedupe_key=notification_dedupe_key("invoice_due", row["id"], str(due_at)),
-            )
+            key = notification_dedupe_key("invoice_due", row["id"], str(due_at))
+            envelope = envelope_for(event, org_id=row["org_id"], branch_id=row["branch_id"], occurred_at=now,
+                                    dedupe_key=key, correlation_id=key)  # the producer's own id for this reminder
             result = await publisher.publish(envelope)
             published += 0 if result.duplicate else 1
         examined += len(rows)

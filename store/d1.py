@@ -24,7 +24,14 @@ from typing import Any, Self
 
 import httpx
 
-from store.errors import DatabaseError, ParameterLimitExceeded, QueryError, TransientError, classify
+from store.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    ParameterLimitExceeded,
+    QueryError,
+    TransientError,
+    classify,
+)
 from store.port import MAX_PARAMS, MAX_SQL_BYTES, Row, SqlValue, Statement
 
 CONNECT_TIMEOUT = 5.0
@@ -174,7 +181,7 @@ class D1BridgeDatabase:
                 async with asyncio.timeout(REQUEST_TIMEOUT):
                     response = await self._client.post(path, content=content)
             except _NOT_SENT as exc:
-                last = TransientError(f"D1 bridge {path}: {type(exc).__name__}: {exc or 'no connection'}")
+                last = DatabaseUnavailable(f"D1 bridge {path}: {type(exc).__name__}: {exc or 'no connection'}")
                 continue
             except _MAYBE_SENT as exc:
                 raise TransientError(
@@ -187,7 +194,8 @@ class D1BridgeDatabase:
             if not (response.status_code == 500 and isinstance(error, TransientError)):
                 raise error
             last = error
-        raise TransientError(f"gave up after {self._max_attempts} attempts: {last}") from last
+        kind = DatabaseUnavailable if isinstance(last, DatabaseUnavailable) else TransientError
+        raise kind(f"gave up after {self._max_attempts} attempts: {last}") from last
 
     def _delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max_backoff, backoff * 2**attempt)]."""
@@ -231,7 +239,7 @@ class D1BridgeDatabase:
             # Cloudflare's edge answered (rate limited, Worker unavailable, origin timeout): nothing
             # says the batch did not commit, so this is not retried here; the job retries the unit
             # of work, whose guards make a replay harmless.
-            return TransientError(f"D1 bridge unavailable: HTTP {status} {response.text[:200]!r}")
+            return DatabaseUnavailable(f"D1 bridge unavailable: HTTP {status} {response.text[:200]!r}")
         if status in (404, 405):
             return QueryError(
                 f"HTTP {status} from {response.request.url}: is DATABASE_URL the D1 bridge Worker?"

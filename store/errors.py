@@ -3,7 +3,7 @@
 Both engines (SQLite through aiosqlite, D1 through the bridge Worker) report failures as text; one
 classifier turns that text into the same exception types, so callers never match on messages.
 
-- `VersionConflict`, `TransientError`: retry the unit of work (re-read, re-plan, re-run).
+- `VersionConflict`, `TransientError` (and its `DatabaseUnavailable`): retry the unit of work.
 - `AlreadyApplied`: the inbox guard fired; the event's effect is already committed.
 - `ConstraintViolation`, `ParameterLimitExceeded`, `QueryError`: permanent; retrying cannot help.
 """
@@ -31,6 +31,11 @@ class TransientError(DatabaseError):
     """A failure Cloudflare (or SQLite) names retry-safe: the batch did not commit."""
 
     retryable = True
+
+
+class DatabaseUnavailable(TransientError):
+    """The database could not be reached at all (connection refused, its front door answered 5xx or
+    429): retried like any transient error, told apart so operators can alert on an outage."""
 
 
 class ConstraintViolation(DatabaseError):

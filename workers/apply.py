@@ -4,7 +4,14 @@
 
 Delivery is at-least-once (arq redelivers, the re-drive re-enqueues, gateways retry); the inbox
 guard makes a second delivery of an applied event abort its batch with `AlreadyApplied`, so its
-effect happens once. Failures follow `workers.policy`: retry with backoff, or dead-letter.
+effect happens once. Failures follow `workers.policy`: retry with backoff, or dead-letter; an
+unreachable database spends no failure budget.
+
+Observability lives here, the one place every delivery passes: each outcome is counted and timed by
+type (`WorkerMetrics`), a committed batch records its end-to-end latency and what its plan sent or
+billed, every log line carries the event's `correlation_id` and `causation_id`, and the delivery is
+one `apply <type>` span continuing the trace its envelope carries. Follow-ups are stamped with this
+event as their cause, its correlation id and this span's trace context.
 """
 
 from __future__ import annotations
@@ -17,12 +24,14 @@ from typing import Any, cast
 
 import structlog
 from arq import Retry
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from core.clock import epoch_ms
 from events import inbox
-from events.envelope import Envelope, Event
+from events.envelope import Envelope, Event, follow_up_of
 from handlers.base import Defer, HandlerContext, Plan, ReadSet, RetryLater, SelfConflict
+from observability import tracing
 from store import AlreadyApplied, TransientError, VersionConflict, as_check
 from workers.deps import Deps, JobContext
 from workers.policy import describe, is_permanent
@@ -33,34 +42,59 @@ log = structlog.get_logger("studiovault.worker")
 UNAVAILABLE_RETRY_CAP_S = 5.0
 
 
+class Deferred(Retry):
+    """arq's `Retry` for a deferral (not before a time), told apart from a retry in the metrics."""
+
+
 async def apply_event(ctx: dict[Any, Any], envelope_json: str) -> str:
     """arq job `apply_event`: returns the outcome (applied, ignored, duplicate, dead, ...)."""
     job = cast(JobContext, ctx)
     deps = job["deps"]
     attempt = job.get("job_try", 1)
+    started = time.perf_counter()
     try:
         envelope = Envelope.model_validate_json(envelope_json)
     except ValidationError as exc:
-        return await _dead_letter(deps, str(job["job_id"]), f"invalid envelope: {exc}", attempt)
+        dead = await _dead_letter(deps, str(job["job_id"]), f"invalid envelope: {exc}", attempt)
+        deps.metrics.outcome("", dead, time.perf_counter() - started)
+        return dead
+    correlation_id = envelope.correlation_id or envelope.event_id  # envelopes from before correlation ids
     with structlog.contextvars.bound_contextvars(
         event_id=envelope.event_id, type=envelope.type, org_id=envelope.org_id, branch_id=envelope.branch_id,
-        attempt=attempt,
-    ):
+        attempt=attempt, correlation_id=correlation_id, causation_id=envelope.causation_id,
+    ), tracing.span(f"apply {envelope.type}", kind=SpanKind.CONSUMER, parent=envelope.trace_context,
+                    error_status=False, attributes={"studiovault.event_id": envelope.event_id,
+                                                    "studiovault.correlation_id": correlation_id,
+                                                    "studiovault.attempt": attempt}) as span:
+        outcome: str | None = None
         try:
             outcome = await _apply(deps, envelope, attempt)
+        except Deferred:
+            outcome = "deferred"
+            raise
         except TransientError as exc:  # the database is unreachable or overloaded: not the event's fault
+            outcome = "retry"
             deps.outages.failed("database", exc)
             delay = min(deps.backoff.delay(attempt), UNAVAILABLE_RETRY_CAP_S)
             raise Retry(defer=timedelta(seconds=delay)) from exc
-        deps.outages.ok("database")
-        return outcome
+        except Exception:  # arq's Retry, or a failure even recording failed: the retry or re-drive repeats it
+            outcome = "retry"
+            raise
+        else:
+            deps.outages.ok("database")
+            return outcome
+        finally:  # a cancelled job (shutdown) has no outcome: it runs again elsewhere
+            if outcome is not None:
+                deps.metrics.outcome(envelope.type, outcome, time.perf_counter() - started)
+                if span is not None:
+                    span.set_attribute("studiovault.outcome", outcome)
 
 
 async def _apply(deps: Deps, envelope: Envelope, attempt: int) -> str:
     started = time.perf_counter()
     now = deps.clock()
     if envelope.available_at and envelope.available_at > now:
-        raise Retry(defer=envelope.available_at - now)  # enqueued early (a re-drive): wait for its time
+        raise Deferred(defer=envelope.available_at - now)  # enqueued early (a re-drive): wait for its time
     try:
         async with asyncio.timeout(deps.settings.worker.job_timeout * 0.8):
             outcome, details = await _run_unit_of_work(deps, envelope, now, attempt)
@@ -73,7 +107,7 @@ async def _apply(deps: Deps, envelope: Envelope, attempt: int) -> str:
     except Defer as exc:
         await deps.db.batch([inbox.defer(envelope.event_id, exc.until, now, str(exc))])
         log.info("event_deferred", outcome="deferred", until=exc.until.isoformat(), reason=str(exc))
-        raise Retry(defer=max(exc.until - now, timedelta(0))) from exc
+        raise Deferred(defer=max(exc.until - now, timedelta(0))) from exc
     except Exception as exc:  # noqa: BLE001 - every failure is classified: retry or dead-letter
         return await _failed(deps, envelope, exc, now)
     log.info("event_applied", outcome=outcome, duration_ms=round((time.perf_counter() - started) * 1000, 2),
@@ -98,7 +132,10 @@ async def _plan_and_commit(
     handler = deps.router.handler_for(event)
     ctx = HandlerContext(envelope=envelope, db=deps.db, now=now, attempt=attempt, services=deps.services)
     plan: Plan = await handler(event, ctx)
-    follow_ups = [inbox.insert(f, now) for f in plan.follow_ups]
+    # Follow-ups are caused by this event, in its correlation and its trace (this apply span's).
+    trace_context = tracing.carrier()
+    children = [follow_up_of(envelope, f, now=now, trace_context=trace_context) for f in plan.follow_ups]
+    follow_ups = [inbox.insert(f, now) for f in children]
     statements = [
         inbox.guard_pending(envelope.event_id),
         *plan.statements,
@@ -113,8 +150,9 @@ async def _plan_and_commit(
             await _diagnose_conflict(deps, plan, plan.read_set)
         raise
     deps.failpoints.hit("after_batch")
+    deps.metrics.committed(envelope.type, plan.outcome, plan.log, _end_to_end_s(envelope, plan, deps.clock()))
     inserted = changes[len(changes) - len(follow_ups):] if follow_ups else []
-    for follow_up, n in zip(plan.follow_ups, inserted, strict=True):
+    for follow_up, n in zip(children, inserted, strict=True):
         if n:  # 0: an event with the same dedupe key exists already (e.g. one photos_ready per project)
             await deps.publisher.enqueue(follow_up)
     return plan.outcome, plan.log
@@ -134,6 +172,16 @@ async def _diagnose_conflict(deps: Deps, plan: Plan, read_set: ReadSet) -> None:
                            f" {failing[0].sql[:300]}")
 
 
+def _end_to_end_s(envelope: Envelope, plan: Plan, committed_at: datetime) -> float | None:
+    """Seconds from the event's receipt (or the end of a wait it was given on purpose: its
+    `available_at`, the plan's `not_before`) to `committed_at`. None for envelopes published before
+    they carried `received_at`."""
+    if envelope.received_at is None:
+        return None
+    start = max(t for t in (envelope.received_at, envelope.available_at, plan.not_before) if t is not None)
+    return (committed_at - start).total_seconds()
+
+
 async def _already_applied(deps: Deps, envelope: Envelope) -> str:
     row = await inbox.get(deps.db, envelope.event_id)
     status = str(row["status"]) if row else "missing"
@@ -146,6 +194,7 @@ async def _already_applied(deps: Deps, envelope: Envelope) -> str:
 async def _conflicted(deps: Deps, envelope: Envelope, exc: VersionConflict, attempt: int) -> str:
     """A row changed between our read and our batch: re-read and re-plan soon. Does not use the
     failure budget (contention is not the event's fault), but is capped so a livelock is parked."""
+    deps.metrics.conflict(envelope.type)
     if attempt > deps.settings.worker.max_conflict_retries:
         return await _dead_letter(deps, envelope.event_id, f"retries exhausted after {attempt} version conflicts",
                                   attempt)

@@ -20,6 +20,7 @@ from gateways.accounts import AccountStore
 from gateways.port import GatewayApi
 from handlers.base import Router, Services
 from jobqueue import FeedCursor, Queue
+from observability.metrics import WorkerMetrics
 from store import Database
 from workers.failpoints import Failpoints
 from workers.policy import Backoff
@@ -85,6 +86,7 @@ class Deps:
     # Gateway accounts and their list APIs, for the reconciliation cron (None: not reconciling).
     accounts: AccountStore | None = None
     gateway_api: GatewayApi | None = None
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     # What was opened for these deps (database, HTTP client), closed by `close()` at shutdown.
     resources: AsyncExitStack = field(default_factory=AsyncExitStack)
 

@@ -26,7 +26,9 @@ from redis.exceptions import AuthenticationError, AuthorizationError, BusyLoadin
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from observability.instruments import redis_error_kind
 from producers.redrive import redrive
+from workers.deps import Deps
 from workers.feed import stop_feed
 from workers.heartbeat import Heartbeat
 
@@ -81,12 +83,16 @@ class PipelineWorker(Worker):
         except REDIS_MISCONFIGURED:
             raise  # the worker stops (exit 1): a password or ACL to fix, not an outage to wait out
         except REDIS_DOWN as exc:
+            self._count_redis_error(exc)
             self._redis_failed(exc)
         else:
             if self.redis_down_since is not None:
                 self._redis_back()
             if self.heartbeat is not None:
                 self.heartbeat.beat()
+            deps: Deps | None = self.ctx.get("deps")
+            if deps is not None:
+                deps.metrics.polled()  # the heartbeat metric: Redis answered this poll
         finally:
             self._poll_started = None
             self.between_polls.set()
@@ -126,6 +132,11 @@ class PipelineWorker(Worker):
             await super().run_job(job_id, score)
         except REDIS_DOWN:  # arq could not record how the job ended: put it back once Redis is here
             self._finished_unrecorded.add(job_id)
+
+    def _count_redis_error(self, exc: BaseException) -> None:
+        deps: Deps | None = self.ctx.get("deps")
+        if deps is not None:
+            deps.metrics.redis_error(redis_error_kind(exc))
 
     def _redis_failed(self, exc: BaseException) -> None:
         now = time.monotonic()

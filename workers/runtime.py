@@ -23,6 +23,8 @@ from workers.feed import FeedPoller, stop_feed
 
 log = structlog.get_logger("studiovault.worker")
 
+HEALTH_CHECK_INTERVAL_S = 30
+
 StartDeps = Callable[[ArqRedis], Awaitable[Deps]]
 StopDeps = Callable[[Deps], Awaitable[None]]
 
@@ -63,6 +65,9 @@ def worker_settings(settings: Settings, start: StartDeps, stop: StopDeps) -> dic
         "job_completion_wait": math.ceil(w.shutdown_grace),
         "keep_result": 0,
         "max_tries": 1_000_000,
+        # arq's own health-check key (`<queue>:health-check`, what `arq --check` reads): rewritten this
+        # often, it vanishes HEALTH_CHECK_INTERVAL_S + 1 s after the last live worker.
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
         "job_serializer": serialize,
         "job_deserializer": deserialize,
         "timezone": UTC,

@@ -105,7 +105,8 @@ async def fact_envelope(db: Database, signer: Signer, fact: Fact, evidence: Gate
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors())
         raise MappingError(422, "invalid_field", f"{fact.cls.event_type}: {problems}") from exc
     return envelope_for(event, org_id=org_id, branch_id=branch_id, dedupe_key=event.dedupe_key(),
-                        occurred_at=evidence.received_at)
+                        occurred_at=evidence.received_at, correlation_id=evidence.gateway_event_id,
+                        received_at=evidence.received_at)
 
 
 def ignored_envelope(signer: Signer | None, gateway: Gateway, evidence: GatewayEvidence, reason: str) -> Envelope:
@@ -114,4 +115,5 @@ def ignored_envelope(signer: Signer | None, gateway: Gateway, evidence: GatewayE
     org = signer.org_id if signer is not None and signer.org_id else UNATTRIBUTED_ORG
     return envelope_for(event, org_id=org, branch_id=None,
                         dedupe_key=gateway_dedupe_key(gateway, evidence.gateway_event_id),
-                        occurred_at=evidence.received_at)
+                        occurred_at=evidence.received_at, correlation_id=evidence.gateway_event_id,
+                        received_at=evidence.received_at)

@@ -11,7 +11,7 @@ WhatsApp refused, then the fallback SMS answered 500 and, retried, 200.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 
 import structlog
 
@@ -216,7 +216,17 @@ class SendRun:
         return Plan(statements=statements, log={"notification_id": self.s.notification_id, "channel": ch,
                                                 "cost": charge.amount if state == "billable" else 0.0,
                                                 "billable": moment, "fell_back": bool(failures) or bool(self.fallback),
-                                                **extra})
+                                                **extra},
+                    not_before=self._planned_wait_end())
+
+    def _planned_wait_end(self) -> datetime | None:
+        """A non-urgent message received inside quiet hours waits for their end by design: its
+        end-to-end latency is measured from there."""
+        received = self.ctx.envelope.received_at
+        if received is None or self.urgent:
+            return None
+        until = quiet_until(received, self.cfg)
+        return until.astimezone(UTC) if until is not None else None
 
     def _give_up(self) -> Plan:
         reasons = self._failures()

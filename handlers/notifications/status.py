@@ -90,6 +90,8 @@ async def apply_delivery_status(event: NotificationStatusReported, ctx: HandlerC
     if charge is not None and moved is not None:
         statements += charge_change(subject.notification_id, charge, moved, now_ms)
         log |= {"charge": moved.state}
+        if moved.state == "billable" and charge.state != "billable":
+            log["billed_cost"] = moved.amount  # what this status made billable (the cost metric counts it)
     if after.failed_at is not None and before.failed_at is None:
         statements += audit(subject, "notification.delivery_failed", "medium", {
             "channel": event.channel, "provider_message_id": event.provider_message_id,

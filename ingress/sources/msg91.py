@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from events.notifications import DeliveryStatus, NotificationStatusReported, status_dedupe_key
-from ingress.pipeline import IngressContext, IngressError, endpoint
+from ingress.pipeline import IngressContext, IngressError, SignatureRefused, endpoint
 from ingress.statuses import Reported, configured, matches_any, publish_statuses
 
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -37,13 +37,14 @@ FAILED = {"2", "9", "16", "17", "25", "failed", "rejected", "ndnc", "blocked", "
 
 async def no_token(request: Request, body: bytes, received_at: datetime, ctx: IngressContext) -> Response:
     del request, body, received_at, ctx
-    raise IngressError(401, "missing_token", "the delivery-report URL must end with its token: /webhooks/msg91/<token>")
+    raise SignatureRefused(401, "missing_token",
+                           "the delivery-report URL must end with its token: /webhooks/msg91/<token>")
 
 
 async def accept(request: Request, body: bytes, received_at: datetime, ctx: IngressContext) -> Response:
     tokens = configured(ctx.config.msg91_webhook_tokens, "MSG91 webhook token")
     if not matches_any(str(request.path_params.get("token", "")), tokens):
-        raise IngressError(401, "invalid_token", "the delivery-report URL's token is not ours")
+        raise SignatureRefused(401, "invalid_token", "the delivery-report URL's token is not ours")
     reports = _reports(body, request.headers.get("content-type", ""))
     items = [_reported(r, received_at) for r in reports]
     return await publish_statuses(ctx, "msg91", items, received_at)

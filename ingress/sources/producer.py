@@ -31,7 +31,7 @@ from events.envelope import Envelope, Event, envelope_for
 from events.ids import InvalidId, validate_id
 from events.media import MediaDeleted, MediaUploaded
 from events.media_keys import KeyLayoutError, parse_key
-from ingress.pipeline import IngressContext, IngressError, endpoint
+from ingress.pipeline import IngressContext, IngressError, SignatureRefused, endpoint
 from ingress.producer_api import Accepted, EventStatus, PublishRequest, openapi_document
 from ingress.standard_webhooks import WebhookVerificationError, decode_secret, verify
 from store import ConstraintViolation
@@ -51,16 +51,16 @@ def authenticate(request: Request, body: bytes, received_at: datetime, ctx: Ingr
     producers = _keys(tuple((n, tuple(s.get_secret_value() for s in secrets))
                             for n, secrets in sorted(config.producer_secrets.items())))
     if not any(producers.values()):
-        raise IngressError(401, "bad_signature", "no producer is configured (SV_PRODUCER_SECRETS)")
+        raise SignatureRefused(401, "bad_signature", "no producer is configured (SV_PRODUCER_SECRETS)")
     for name, keys in producers.items():
         try:
             verify(body, request.headers, keys, received_at.timestamp(), config.standard_webhook_tolerance_s)
         except WebhookVerificationError as exc:
             if str(exc) == NO_MATCH:
                 continue
-            raise IngressError(401, "bad_signature", str(exc)) from exc
+            raise SignatureRefused(401, "bad_signature", str(exc)) from exc
         return name
-    raise IngressError(401, "bad_signature", NO_MATCH)
+    raise SignatureRefused(401, "bad_signature", NO_MATCH)
 
 
 def _field(loc: tuple[int | str, ...], prefix: str = "") -> str:
@@ -159,7 +159,7 @@ async def accept(request: Request, body: bytes, received_at: datetime, ctx: Ingr
     if await inbox.by_dedupe_key(ctx.db, envelope.dedupe_key):
         return await _replay(ctx, producer, publish, envelope)
     try:
-        published = await ctx.publisher.publish(envelope, producer=producer)
+        published = await ctx.publish(envelope, producer=producer)
     except ConstraintViolation as exc:
         raise IngressError(409, "event_id_conflict", "this event_id is recorded under another dedupe key",
                            field="event_id") from exc

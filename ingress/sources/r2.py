@@ -30,7 +30,7 @@ from config import IngressSettings
 from events.envelope import envelope_for
 from events.media import MediaDeleted, MediaUploaded
 from events.media_keys import KeyLayoutError, parse_key
-from ingress.pipeline import IngressContext, IngressError, endpoint
+from ingress.pipeline import IngressContext, IngressError, SignatureRefused, correlate, endpoint
 from ingress.standard_webhooks import WebhookVerificationError, decode_secret, verify
 
 log = structlog.get_logger("studiovault.ingress")
@@ -97,15 +97,19 @@ async def accept(request: Request, body: bytes, received_at: datetime, ctx: Ingr
     try:
         verify(body, request.headers, _keys(secrets), received_at.timestamp(), config.standard_webhook_tolerance_s)
     except WebhookVerificationError as exc:
-        raise IngressError(401, "bad_signature", str(exc)) from exc
+        raise SignatureRefused(401, "bad_signature", str(exc)) from exc
+    message_id = request.headers.get("webhook-id", "")  # the relay's id for the R2 queue message (signed)
+    if message_id:
+        correlate(message_id)
     try:
         note = R2Notification.model_validate_json(body)
     except ValidationError as exc:
         raise IngressError(400, "bad_message", f"not an R2 event notification: {exc.error_count()} problems") from exc
     event = to_event(note, config)
     envelope = envelope_for(event, org_id=event.org_id, branch_id=event.branch_id, dedupe_key=dedupe_key(note),
-                            occurred_at=note.eventTime)
-    published = await ctx.publisher.publish(envelope)
+                            occurred_at=note.eventTime, correlation_id=message_id[:255] or None,
+                            received_at=received_at)
+    published = await ctx.publish(envelope)
     log.info("webhook_accepted", source="r2", event_id=published.event_id, duplicate=published.duplicate,
              type=envelope.type, org_id=envelope.org_id, branch_id=envelope.branch_id)
     return JSONResponse({"event_id": published.event_id, "duplicate": published.duplicate}, status_code=202)

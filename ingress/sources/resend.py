@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from events.notifications import DeliveryStatus, NotificationStatusReported, status_dedupe_key
-from ingress.pipeline import IngressContext, IngressError, endpoint
+from ingress.pipeline import IngressContext, IngressError, SignatureRefused, endpoint
 from ingress.standard_webhooks import WebhookVerificationError, decode_secret, verify
 from ingress.statuses import Reported, configured, notification_id_or_none, obj, publish_statuses
 
@@ -55,7 +55,7 @@ async def accept(request: Request, body: bytes, received_at: datetime, ctx: Ingr
     try:
         signed = verify(body, headers, _keys(secrets), received_at.timestamp(), ctx.config.resend_tolerance_s)
     except WebhookVerificationError as exc:
-        raise IngressError(401, "bad_signature", str(exc)) from exc
+        raise SignatureRefused(401, "bad_signature", str(exc)) from exc
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -24,7 +24,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from events.notifications import DeliveryStatus, NotificationStatusReported, status_dedupe_key
-from ingress.pipeline import IngressContext, IngressError, endpoint
+from ingress.pipeline import IngressContext, IngressError, SignatureRefused, endpoint
 from ingress.signatures import SignatureError, verify_hub_signature
 from ingress.statuses import Reported, configured, matches_any, notification_id_or_none, obj, publish_statuses
 
@@ -51,7 +51,7 @@ async def accept(request: Request, body: bytes, received_at: datetime, ctx: Ingr
         verify_hub_signature(body, request.headers.get(SIGNATURE_HEADER),
                              configured(ctx.config.whatsapp_app_secrets, "WhatsApp app secret"))
     except SignatureError as exc:
-        raise IngressError(401, exc.code, str(exc)) from exc
+        raise SignatureRefused(401, exc.code, str(exc)) from exc
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

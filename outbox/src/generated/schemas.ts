@@ -150,6 +150,33 @@ export const ENVELOPE_SCHEMA = {
       "default": null,
       "title": "Branch Id"
     },
+    "causation_id": {
+      "anyOf": [
+        {
+          "pattern": "^evt_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
+          "type": "string"
+        },
+        {
+          "type": "null"
+        }
+      ],
+      "default": null,
+      "title": "Causation Id"
+    },
+    "correlation_id": {
+      "anyOf": [
+        {
+          "maxLength": 255,
+          "minLength": 1,
+          "type": "string"
+        },
+        {
+          "type": "null"
+        }
+      ],
+      "default": null,
+      "title": "Correlation Id"
+    },
     "dedupe_key": {
       "maxLength": 255,
       "minLength": 1,
@@ -177,10 +204,39 @@ export const ENVELOPE_SCHEMA = {
       "title": "Payload",
       "type": "object"
     },
+    "received_at": {
+      "anyOf": [
+        {
+          "format": "date-time",
+          "pattern": "^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d(\\.\\d+)?([Zz]|[+-]\\d{2}:?\\d{2})$",
+          "type": "string"
+        },
+        {
+          "type": "null"
+        }
+      ],
+      "default": null,
+      "title": "Received At"
+    },
     "schema_version": {
       "minimum": 1,
       "title": "Schema Version",
       "type": "integer"
+    },
+    "trace_context": {
+      "anyOf": [
+        {
+          "additionalProperties": {
+            "type": "string"
+          },
+          "type": "object"
+        },
+        {
+          "type": "null"
+        }
+      ],
+      "default": null,
+      "title": "Trace Context"
     },
     "type": {
       "maxLength": 64,

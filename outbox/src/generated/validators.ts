@@ -243,15 +243,15 @@ var require_formats = __commonJS({
 
 // ajv-standalone.js
 var envelope = validate20;
-var schema31 = { "$id": "https://studiovault.in/schemas/envelope.json", "$schema": "https://json-schema.org/draft/2020-12/schema", "additionalProperties": false, "description": "One event as published: identity, type, tenant, dedupe key and payload.", "properties": { "available_at": { "anyOf": [{ "format": "date-time", "pattern": "^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d(\\.\\d+)?([Zz]|[+-]\\d{2}:?\\d{2})$", "type": "string" }, { "type": "null" }], "default": null, "title": "Available At" }, "branch_id": { "anyOf": [{ "pattern": "^brn_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "type": "string" }, { "type": "null" }], "default": null, "title": "Branch Id" }, "dedupe_key": { "maxLength": 255, "minLength": 1, "title": "Dedupe Key", "type": "string" }, "event_id": { "pattern": "^evt_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "title": "Event Id", "type": "string" }, "occurred_at": { "format": "date-time", "pattern": "^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d(\\.\\d+)?([Zz]|[+-]\\d{2}:?\\d{2})$", "title": "Occurred At", "type": "string" }, "org_id": { "pattern": "^org_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "title": "Org Id", "type": "string" }, "payload": { "additionalProperties": true, "title": "Payload", "type": "object" }, "schema_version": { "minimum": 1, "title": "Schema Version", "type": "integer" }, "type": { "maxLength": 64, "minLength": 1, "pattern": "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$", "title": "Type", "type": "string" } }, "required": ["event_id", "type", "schema_version", "occurred_at", "org_id", "dedupe_key", "payload"], "title": "Envelope", "type": "object" };
+var schema31 = { "$id": "https://studiovault.in/schemas/envelope.json", "$schema": "https://json-schema.org/draft/2020-12/schema", "additionalProperties": false, "description": "One event as published: identity, type, tenant, dedupe key and payload.", "properties": { "available_at": { "anyOf": [{ "format": "date-time", "pattern": "^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d(\\.\\d+)?([Zz]|[+-]\\d{2}:?\\d{2})$", "type": "string" }, { "type": "null" }], "default": null, "title": "Available At" }, "branch_id": { "anyOf": [{ "pattern": "^brn_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "type": "string" }, { "type": "null" }], "default": null, "title": "Branch Id" }, "causation_id": { "anyOf": [{ "pattern": "^evt_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "type": "string" }, { "type": "null" }], "default": null, "title": "Causation Id" }, "correlation_id": { "anyOf": [{ "maxLength": 255, "minLength": 1, "type": "string" }, { "type": "null" }], "default": null, "title": "Correlation Id" }, "dedupe_key": { "maxLength": 255, "minLength": 1, "title": "Dedupe Key", "type": "string" }, "event_id": { "pattern": "^evt_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "title": "Event Id", "type": "string" }, "occurred_at": { "format": "date-time", "pattern": "^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d(\\.\\d+)?([Zz]|[+-]\\d{2}:?\\d{2})$", "title": "Occurred At", "type": "string" }, "org_id": { "pattern": "^org_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "title": "Org Id", "type": "string" }, "payload": { "additionalProperties": true, "title": "Payload", "type": "object" }, "received_at": { "anyOf": [{ "format": "date-time", "pattern": "^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d(\\.\\d+)?([Zz]|[+-]\\d{2}:?\\d{2})$", "type": "string" }, { "type": "null" }], "default": null, "title": "Received At" }, "schema_version": { "minimum": 1, "title": "Schema Version", "type": "integer" }, "trace_context": { "anyOf": [{ "additionalProperties": { "type": "string" }, "type": "object" }, { "type": "null" }], "default": null, "title": "Trace Context" }, "type": { "maxLength": 64, "minLength": 1, "pattern": "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$", "title": "Type", "type": "string" } }, "required": ["event_id", "type", "schema_version", "occurred_at", "org_id", "dedupe_key", "payload"], "title": "Envelope", "type": "object" };
 var func1 = Object.prototype.hasOwnProperty;
 var func2 = require_ucs2length().default;
 var formats0 = require_formats().fullFormats["date-time"];
 var pattern4 = new RegExp("^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d(\\.\\d+)?([Zz]|[+-]\\d{2}:?\\d{2})$", "u");
 var pattern5 = new RegExp("^brn_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "u");
 var pattern6 = new RegExp("^evt_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "u");
-var pattern8 = new RegExp("^org_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "u");
-var pattern9 = new RegExp("^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$", "u");
+var pattern9 = new RegExp("^org_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "u");
+var pattern11 = new RegExp("^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$", "u");
 function validate20(data, { instancePath = "", parentData, parentDataProperty, rootData = data, dynamicAnchors = {} } = {}) {
   ;
   let vErrors = null;
@@ -461,11 +461,14 @@ function validate20(data, { instancePath = "", parentData, parentDataProperty, r
         }
       }
     }
-    if (data.dedupe_key !== void 0) {
-      let data2 = data.dedupe_key;
+    if (data.causation_id !== void 0) {
+      let data2 = data.causation_id;
+      const _errs15 = errors;
+      let valid3 = false;
+      const _errs16 = errors;
       if (typeof data2 === "string") {
-        if (func2(data2) > 255) {
-          const err17 = { instancePath: instancePath + "/dedupe_key", schemaPath: "#/properties/dedupe_key/maxLength", keyword: "maxLength", params: { limit: 255 }, message: "must NOT have more than 255 characters" };
+        if (!pattern6.test(data2)) {
+          const err17 = { instancePath: instancePath + "/causation_id", schemaPath: "#/properties/causation_id/anyOf/0/pattern", keyword: "pattern", params: { pattern: "^evt_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$" }, message: 'must match pattern "^evt_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"' };
           if (vErrors === null) {
             vErrors = [err17];
           } else {
@@ -473,17 +476,20 @@ function validate20(data, { instancePath = "", parentData, parentDataProperty, r
           }
           errors++;
         }
-        if (func2(data2) < 1) {
-          const err18 = { instancePath: instancePath + "/dedupe_key", schemaPath: "#/properties/dedupe_key/minLength", keyword: "minLength", params: { limit: 1 }, message: "must NOT have fewer than 1 characters" };
-          if (vErrors === null) {
-            vErrors = [err18];
-          } else {
-            vErrors.push(err18);
-          }
-          errors++;
-        }
       } else {
-        const err19 = { instancePath: instancePath + "/dedupe_key", schemaPath: "#/properties/dedupe_key/type", keyword: "type", params: { type: "string" }, message: "must be string" };
+        const err18 = { instancePath: instancePath + "/causation_id", schemaPath: "#/properties/causation_id/anyOf/0/type", keyword: "type", params: { type: "string" }, message: "must be string" };
+        if (vErrors === null) {
+          vErrors = [err18];
+        } else {
+          vErrors.push(err18);
+        }
+        errors++;
+      }
+      var _valid2 = _errs16 === errors;
+      valid3 = valid3 || _valid2;
+      const _errs18 = errors;
+      if (data2 !== null) {
+        const err19 = { instancePath: instancePath + "/causation_id", schemaPath: "#/properties/causation_id/anyOf/1/type", keyword: "type", params: { type: "null" }, message: "must be null" };
         if (vErrors === null) {
           vErrors = [err19];
         } else {
@@ -491,34 +497,44 @@ function validate20(data, { instancePath = "", parentData, parentDataProperty, r
         }
         errors++;
       }
-    }
-    if (data.event_id !== void 0) {
-      let data3 = data.event_id;
-      if (typeof data3 === "string") {
-        if (!pattern6.test(data3)) {
-          const err20 = { instancePath: instancePath + "/event_id", schemaPath: "#/properties/event_id/pattern", keyword: "pattern", params: { pattern: "^evt_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$" }, message: 'must match pattern "^evt_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"' };
-          if (vErrors === null) {
-            vErrors = [err20];
+      var _valid2 = _errs18 === errors;
+      valid3 = valid3 || _valid2;
+      if (!valid3) {
+        const err20 = { instancePath: instancePath + "/causation_id", schemaPath: "#/properties/causation_id/anyOf", keyword: "anyOf", params: {}, message: "must match a schema in anyOf" };
+        if (vErrors === null) {
+          vErrors = [err20];
+        } else {
+          vErrors.push(err20);
+        }
+        errors++;
+      } else {
+        errors = _errs15;
+        if (vErrors !== null) {
+          if (_errs15) {
+            vErrors.length = _errs15;
           } else {
-            vErrors.push(err20);
+            vErrors = null;
+          }
+        }
+      }
+    }
+    if (data.correlation_id !== void 0) {
+      let data3 = data.correlation_id;
+      const _errs21 = errors;
+      let valid4 = false;
+      const _errs22 = errors;
+      if (typeof data3 === "string") {
+        if (func2(data3) > 255) {
+          const err21 = { instancePath: instancePath + "/correlation_id", schemaPath: "#/properties/correlation_id/anyOf/0/maxLength", keyword: "maxLength", params: { limit: 255 }, message: "must NOT have more than 255 characters" };
+          if (vErrors === null) {
+            vErrors = [err21];
+          } else {
+            vErrors.push(err21);
           }
           errors++;
         }
-      } else {
-        const err21 = { instancePath: instancePath + "/event_id", schemaPath: "#/properties/event_id/type", keyword: "type", params: { type: "string" }, message: "must be string" };
-        if (vErrors === null) {
-          vErrors = [err21];
-        } else {
-          vErrors.push(err21);
-        }
-        errors++;
-      }
-    }
-    if (data.occurred_at !== void 0) {
-      let data4 = data.occurred_at;
-      if (typeof data4 === "string") {
-        if (!pattern4.test(data4)) {
-          const err22 = { instancePath: instancePath + "/occurred_at", schemaPath: "#/properties/occurred_at/pattern", keyword: "pattern", params: { pattern: "^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d(\\.\\d+)?([Zz]|[+-]\\d{2}:?\\d{2})$" }, message: 'must match pattern "^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d(\\.\\d+)?([Zz]|[+-]\\d{2}:?\\d{2})$"' };
+        if (func2(data3) < 1) {
+          const err22 = { instancePath: instancePath + "/correlation_id", schemaPath: "#/properties/correlation_id/anyOf/0/minLength", keyword: "minLength", params: { limit: 1 }, message: "must NOT have fewer than 1 characters" };
           if (vErrors === null) {
             vErrors = [err22];
           } else {
@@ -526,17 +542,20 @@ function validate20(data, { instancePath = "", parentData, parentDataProperty, r
           }
           errors++;
         }
-        if (!formats0.validate(data4)) {
-          const err23 = { instancePath: instancePath + "/occurred_at", schemaPath: "#/properties/occurred_at/format", keyword: "format", params: { format: "date-time" }, message: 'must match format "date-time"' };
-          if (vErrors === null) {
-            vErrors = [err23];
-          } else {
-            vErrors.push(err23);
-          }
-          errors++;
-        }
       } else {
-        const err24 = { instancePath: instancePath + "/occurred_at", schemaPath: "#/properties/occurred_at/type", keyword: "type", params: { type: "string" }, message: "must be string" };
+        const err23 = { instancePath: instancePath + "/correlation_id", schemaPath: "#/properties/correlation_id/anyOf/0/type", keyword: "type", params: { type: "string" }, message: "must be string" };
+        if (vErrors === null) {
+          vErrors = [err23];
+        } else {
+          vErrors.push(err23);
+        }
+        errors++;
+      }
+      var _valid3 = _errs22 === errors;
+      valid4 = valid4 || _valid3;
+      const _errs24 = errors;
+      if (data3 !== null) {
+        const err24 = { instancePath: instancePath + "/correlation_id", schemaPath: "#/properties/correlation_id/anyOf/1/type", keyword: "type", params: { type: "null" }, message: "must be null" };
         if (vErrors === null) {
           vErrors = [err24];
         } else {
@@ -544,46 +563,50 @@ function validate20(data, { instancePath = "", parentData, parentDataProperty, r
         }
         errors++;
       }
-    }
-    if (data.org_id !== void 0) {
-      let data5 = data.org_id;
-      if (typeof data5 === "string") {
-        if (!pattern8.test(data5)) {
-          const err25 = { instancePath: instancePath + "/org_id", schemaPath: "#/properties/org_id/pattern", keyword: "pattern", params: { pattern: "^org_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$" }, message: 'must match pattern "^org_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"' };
-          if (vErrors === null) {
-            vErrors = [err25];
+      var _valid3 = _errs24 === errors;
+      valid4 = valid4 || _valid3;
+      if (!valid4) {
+        const err25 = { instancePath: instancePath + "/correlation_id", schemaPath: "#/properties/correlation_id/anyOf", keyword: "anyOf", params: {}, message: "must match a schema in anyOf" };
+        if (vErrors === null) {
+          vErrors = [err25];
+        } else {
+          vErrors.push(err25);
+        }
+        errors++;
+      } else {
+        errors = _errs21;
+        if (vErrors !== null) {
+          if (_errs21) {
+            vErrors.length = _errs21;
           } else {
-            vErrors.push(err25);
+            vErrors = null;
+          }
+        }
+      }
+    }
+    if (data.dedupe_key !== void 0) {
+      let data4 = data.dedupe_key;
+      if (typeof data4 === "string") {
+        if (func2(data4) > 255) {
+          const err26 = { instancePath: instancePath + "/dedupe_key", schemaPath: "#/properties/dedupe_key/maxLength", keyword: "maxLength", params: { limit: 255 }, message: "must NOT have more than 255 characters" };
+          if (vErrors === null) {
+            vErrors = [err26];
+          } else {
+            vErrors.push(err26);
+          }
+          errors++;
+        }
+        if (func2(data4) < 1) {
+          const err27 = { instancePath: instancePath + "/dedupe_key", schemaPath: "#/properties/dedupe_key/minLength", keyword: "minLength", params: { limit: 1 }, message: "must NOT have fewer than 1 characters" };
+          if (vErrors === null) {
+            vErrors = [err27];
+          } else {
+            vErrors.push(err27);
           }
           errors++;
         }
       } else {
-        const err26 = { instancePath: instancePath + "/org_id", schemaPath: "#/properties/org_id/type", keyword: "type", params: { type: "string" }, message: "must be string" };
-        if (vErrors === null) {
-          vErrors = [err26];
-        } else {
-          vErrors.push(err26);
-        }
-        errors++;
-      }
-    }
-    if (data.payload !== void 0) {
-      let data6 = data.payload;
-      if (data6 && typeof data6 == "object" && !Array.isArray(data6)) {
-      } else {
-        const err27 = { instancePath: instancePath + "/payload", schemaPath: "#/properties/payload/type", keyword: "type", params: { type: "object" }, message: "must be object" };
-        if (vErrors === null) {
-          vErrors = [err27];
-        } else {
-          vErrors.push(err27);
-        }
-        errors++;
-      }
-    }
-    if (data.schema_version !== void 0) {
-      let data7 = data.schema_version;
-      if (!(typeof data7 == "number" && (!(data7 % 1) && !isNaN(data7)) && isFinite(data7))) {
-        const err28 = { instancePath: instancePath + "/schema_version", schemaPath: "#/properties/schema_version/type", keyword: "type", params: { type: "integer" }, message: "must be integer" };
+        const err28 = { instancePath: instancePath + "/dedupe_key", schemaPath: "#/properties/dedupe_key/type", keyword: "type", params: { type: "string" }, message: "must be string" };
         if (vErrors === null) {
           vErrors = [err28];
         } else {
@@ -591,9 +614,12 @@ function validate20(data, { instancePath = "", parentData, parentDataProperty, r
         }
         errors++;
       }
-      if (typeof data7 == "number" && isFinite(data7)) {
-        if (data7 < 1 || isNaN(data7)) {
-          const err29 = { instancePath: instancePath + "/schema_version", schemaPath: "#/properties/schema_version/minimum", keyword: "minimum", params: { comparison: ">=", limit: 1 }, message: "must be >= 1" };
+    }
+    if (data.event_id !== void 0) {
+      let data5 = data.event_id;
+      if (typeof data5 === "string") {
+        if (!pattern6.test(data5)) {
+          const err29 = { instancePath: instancePath + "/event_id", schemaPath: "#/properties/event_id/pattern", keyword: "pattern", params: { pattern: "^evt_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$" }, message: 'must match pattern "^evt_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"' };
           if (vErrors === null) {
             vErrors = [err29];
           } else {
@@ -601,22 +627,21 @@ function validate20(data, { instancePath = "", parentData, parentDataProperty, r
           }
           errors++;
         }
+      } else {
+        const err30 = { instancePath: instancePath + "/event_id", schemaPath: "#/properties/event_id/type", keyword: "type", params: { type: "string" }, message: "must be string" };
+        if (vErrors === null) {
+          vErrors = [err30];
+        } else {
+          vErrors.push(err30);
+        }
+        errors++;
       }
     }
-    if (data.type !== void 0) {
-      let data8 = data.type;
-      if (typeof data8 === "string") {
-        if (func2(data8) > 64) {
-          const err30 = { instancePath: instancePath + "/type", schemaPath: "#/properties/type/maxLength", keyword: "maxLength", params: { limit: 64 }, message: "must NOT have more than 64 characters" };
-          if (vErrors === null) {
-            vErrors = [err30];
-          } else {
-            vErrors.push(err30);
-          }
-          errors++;
-        }
-        if (func2(data8) < 1) {
-          const err31 = { instancePath: instancePath + "/type", schemaPath: "#/properties/type/minLength", keyword: "minLength", params: { limit: 1 }, message: "must NOT have fewer than 1 characters" };
+    if (data.occurred_at !== void 0) {
+      let data6 = data.occurred_at;
+      if (typeof data6 === "string") {
+        if (!pattern4.test(data6)) {
+          const err31 = { instancePath: instancePath + "/occurred_at", schemaPath: "#/properties/occurred_at/pattern", keyword: "pattern", params: { pattern: "^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d(\\.\\d+)?([Zz]|[+-]\\d{2}:?\\d{2})$" }, message: 'must match pattern "^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d(\\.\\d+)?([Zz]|[+-]\\d{2}:?\\d{2})$"' };
           if (vErrors === null) {
             vErrors = [err31];
           } else {
@@ -624,8 +649,8 @@ function validate20(data, { instancePath = "", parentData, parentDataProperty, r
           }
           errors++;
         }
-        if (!pattern9.test(data8)) {
-          const err32 = { instancePath: instancePath + "/type", schemaPath: "#/properties/type/pattern", keyword: "pattern", params: { pattern: "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$" }, message: 'must match pattern "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$"' };
+        if (!formats0.validate(data6)) {
+          const err32 = { instancePath: instancePath + "/occurred_at", schemaPath: "#/properties/occurred_at/format", keyword: "format", params: { format: "date-time" }, message: 'must match format "date-time"' };
           if (vErrors === null) {
             vErrors = [err32];
           } else {
@@ -634,7 +659,7 @@ function validate20(data, { instancePath = "", parentData, parentDataProperty, r
           errors++;
         }
       } else {
-        const err33 = { instancePath: instancePath + "/type", schemaPath: "#/properties/type/type", keyword: "type", params: { type: "string" }, message: "must be string" };
+        const err33 = { instancePath: instancePath + "/occurred_at", schemaPath: "#/properties/occurred_at/type", keyword: "type", params: { type: "string" }, message: "must be string" };
         if (vErrors === null) {
           vErrors = [err33];
         } else {
@@ -643,12 +668,235 @@ function validate20(data, { instancePath = "", parentData, parentDataProperty, r
         errors++;
       }
     }
+    if (data.org_id !== void 0) {
+      let data7 = data.org_id;
+      if (typeof data7 === "string") {
+        if (!pattern9.test(data7)) {
+          const err34 = { instancePath: instancePath + "/org_id", schemaPath: "#/properties/org_id/pattern", keyword: "pattern", params: { pattern: "^org_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$" }, message: 'must match pattern "^org_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"' };
+          if (vErrors === null) {
+            vErrors = [err34];
+          } else {
+            vErrors.push(err34);
+          }
+          errors++;
+        }
+      } else {
+        const err35 = { instancePath: instancePath + "/org_id", schemaPath: "#/properties/org_id/type", keyword: "type", params: { type: "string" }, message: "must be string" };
+        if (vErrors === null) {
+          vErrors = [err35];
+        } else {
+          vErrors.push(err35);
+        }
+        errors++;
+      }
+    }
+    if (data.payload !== void 0) {
+      let data8 = data.payload;
+      if (data8 && typeof data8 == "object" && !Array.isArray(data8)) {
+      } else {
+        const err36 = { instancePath: instancePath + "/payload", schemaPath: "#/properties/payload/type", keyword: "type", params: { type: "object" }, message: "must be object" };
+        if (vErrors === null) {
+          vErrors = [err36];
+        } else {
+          vErrors.push(err36);
+        }
+        errors++;
+      }
+    }
+    if (data.received_at !== void 0) {
+      let data9 = data.received_at;
+      const _errs38 = errors;
+      let valid5 = false;
+      const _errs39 = errors;
+      if (typeof data9 === "string") {
+        if (!pattern4.test(data9)) {
+          const err37 = { instancePath: instancePath + "/received_at", schemaPath: "#/properties/received_at/anyOf/0/pattern", keyword: "pattern", params: { pattern: "^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d(\\.\\d+)?([Zz]|[+-]\\d{2}:?\\d{2})$" }, message: 'must match pattern "^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d(\\.\\d+)?([Zz]|[+-]\\d{2}:?\\d{2})$"' };
+          if (vErrors === null) {
+            vErrors = [err37];
+          } else {
+            vErrors.push(err37);
+          }
+          errors++;
+        }
+        if (!formats0.validate(data9)) {
+          const err38 = { instancePath: instancePath + "/received_at", schemaPath: "#/properties/received_at/anyOf/0/format", keyword: "format", params: { format: "date-time" }, message: 'must match format "date-time"' };
+          if (vErrors === null) {
+            vErrors = [err38];
+          } else {
+            vErrors.push(err38);
+          }
+          errors++;
+        }
+      } else {
+        const err39 = { instancePath: instancePath + "/received_at", schemaPath: "#/properties/received_at/anyOf/0/type", keyword: "type", params: { type: "string" }, message: "must be string" };
+        if (vErrors === null) {
+          vErrors = [err39];
+        } else {
+          vErrors.push(err39);
+        }
+        errors++;
+      }
+      var _valid4 = _errs39 === errors;
+      valid5 = valid5 || _valid4;
+      const _errs41 = errors;
+      if (data9 !== null) {
+        const err40 = { instancePath: instancePath + "/received_at", schemaPath: "#/properties/received_at/anyOf/1/type", keyword: "type", params: { type: "null" }, message: "must be null" };
+        if (vErrors === null) {
+          vErrors = [err40];
+        } else {
+          vErrors.push(err40);
+        }
+        errors++;
+      }
+      var _valid4 = _errs41 === errors;
+      valid5 = valid5 || _valid4;
+      if (!valid5) {
+        const err41 = { instancePath: instancePath + "/received_at", schemaPath: "#/properties/received_at/anyOf", keyword: "anyOf", params: {}, message: "must match a schema in anyOf" };
+        if (vErrors === null) {
+          vErrors = [err41];
+        } else {
+          vErrors.push(err41);
+        }
+        errors++;
+      } else {
+        errors = _errs38;
+        if (vErrors !== null) {
+          if (_errs38) {
+            vErrors.length = _errs38;
+          } else {
+            vErrors = null;
+          }
+        }
+      }
+    }
+    if (data.schema_version !== void 0) {
+      let data10 = data.schema_version;
+      if (!(typeof data10 == "number" && (!(data10 % 1) && !isNaN(data10)) && isFinite(data10))) {
+        const err42 = { instancePath: instancePath + "/schema_version", schemaPath: "#/properties/schema_version/type", keyword: "type", params: { type: "integer" }, message: "must be integer" };
+        if (vErrors === null) {
+          vErrors = [err42];
+        } else {
+          vErrors.push(err42);
+        }
+        errors++;
+      }
+      if (typeof data10 == "number" && isFinite(data10)) {
+        if (data10 < 1 || isNaN(data10)) {
+          const err43 = { instancePath: instancePath + "/schema_version", schemaPath: "#/properties/schema_version/minimum", keyword: "minimum", params: { comparison: ">=", limit: 1 }, message: "must be >= 1" };
+          if (vErrors === null) {
+            vErrors = [err43];
+          } else {
+            vErrors.push(err43);
+          }
+          errors++;
+        }
+      }
+    }
+    if (data.trace_context !== void 0) {
+      let data11 = data.trace_context;
+      const _errs46 = errors;
+      let valid6 = false;
+      const _errs47 = errors;
+      if (data11 && typeof data11 == "object" && !Array.isArray(data11)) {
+        for (const key1 in data11) {
+          if (typeof data11[key1] !== "string") {
+            const err44 = { instancePath: instancePath + "/trace_context/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"), schemaPath: "#/properties/trace_context/anyOf/0/additionalProperties/type", keyword: "type", params: { type: "string" }, message: "must be string" };
+            if (vErrors === null) {
+              vErrors = [err44];
+            } else {
+              vErrors.push(err44);
+            }
+            errors++;
+          }
+        }
+      } else {
+        const err45 = { instancePath: instancePath + "/trace_context", schemaPath: "#/properties/trace_context/anyOf/0/type", keyword: "type", params: { type: "object" }, message: "must be object" };
+        if (vErrors === null) {
+          vErrors = [err45];
+        } else {
+          vErrors.push(err45);
+        }
+        errors++;
+      }
+      var _valid5 = _errs47 === errors;
+      valid6 = valid6 || _valid5;
+      const _errs52 = errors;
+      if (data11 !== null) {
+        const err46 = { instancePath: instancePath + "/trace_context", schemaPath: "#/properties/trace_context/anyOf/1/type", keyword: "type", params: { type: "null" }, message: "must be null" };
+        if (vErrors === null) {
+          vErrors = [err46];
+        } else {
+          vErrors.push(err46);
+        }
+        errors++;
+      }
+      var _valid5 = _errs52 === errors;
+      valid6 = valid6 || _valid5;
+      if (!valid6) {
+        const err47 = { instancePath: instancePath + "/trace_context", schemaPath: "#/properties/trace_context/anyOf", keyword: "anyOf", params: {}, message: "must match a schema in anyOf" };
+        if (vErrors === null) {
+          vErrors = [err47];
+        } else {
+          vErrors.push(err47);
+        }
+        errors++;
+      } else {
+        errors = _errs46;
+        if (vErrors !== null) {
+          if (_errs46) {
+            vErrors.length = _errs46;
+          } else {
+            vErrors = null;
+          }
+        }
+      }
+    }
+    if (data.type !== void 0) {
+      let data13 = data.type;
+      if (typeof data13 === "string") {
+        if (func2(data13) > 64) {
+          const err48 = { instancePath: instancePath + "/type", schemaPath: "#/properties/type/maxLength", keyword: "maxLength", params: { limit: 64 }, message: "must NOT have more than 64 characters" };
+          if (vErrors === null) {
+            vErrors = [err48];
+          } else {
+            vErrors.push(err48);
+          }
+          errors++;
+        }
+        if (func2(data13) < 1) {
+          const err49 = { instancePath: instancePath + "/type", schemaPath: "#/properties/type/minLength", keyword: "minLength", params: { limit: 1 }, message: "must NOT have fewer than 1 characters" };
+          if (vErrors === null) {
+            vErrors = [err49];
+          } else {
+            vErrors.push(err49);
+          }
+          errors++;
+        }
+        if (!pattern11.test(data13)) {
+          const err50 = { instancePath: instancePath + "/type", schemaPath: "#/properties/type/pattern", keyword: "pattern", params: { pattern: "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$" }, message: 'must match pattern "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$"' };
+          if (vErrors === null) {
+            vErrors = [err50];
+          } else {
+            vErrors.push(err50);
+          }
+          errors++;
+        }
+      } else {
+        const err51 = { instancePath: instancePath + "/type", schemaPath: "#/properties/type/type", keyword: "type", params: { type: "string" }, message: "must be string" };
+        if (vErrors === null) {
+          vErrors = [err51];
+        } else {
+          vErrors.push(err51);
+        }
+        errors++;
+      }
+    }
   } else {
-    const err34 = { instancePath, schemaPath: "#/type", keyword: "type", params: { type: "object" }, message: "must be object" };
+    const err52 = { instancePath, schemaPath: "#/type", keyword: "type", params: { type: "object" }, message: "must be object" };
     if (vErrors === null) {
-      vErrors = [err34];
+      vErrors = [err52];
     } else {
-      vErrors.push(err34);
+      vErrors.push(err52);
     }
     errors++;
   }
@@ -658,7 +906,7 @@ function validate20(data, { instancePath = "", parentData, parentDataProperty, r
 validate20.evaluated = { "props": true, "dynamicProps": false, "dynamicItems": false };
 var payload_media_deleted_1 = validate21;
 var schema32 = { "$id": "https://studiovault.in/schemas/events/media.deleted.v1.json", "$schema": "https://json-schema.org/draft/2020-12/schema", "additionalProperties": false, "description": "An object was removed from the bucket (by a client or a lifecycle rule).", "properties": { "action": { "default": "DeleteObject", "enum": ["DeleteObject", "LifecycleDeletion"], "title": "Action", "type": "string" }, "branch_id": { "pattern": "^brn_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "title": "Branch Id", "type": "string" }, "bucket": { "maxLength": 63, "minLength": 1, "title": "Bucket", "type": "string" }, "event_time": { "format": "date-time", "pattern": "^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d(\\.\\d+)?([Zz]|[+-]\\d{2}:?\\d{2})$", "title": "Event Time", "type": "string" }, "file_type": { "enum": ["proxy", "raw", "delivery", "ingest"], "title": "File Type", "type": "string" }, "key": { "maxLength": 1024, "minLength": 1, "title": "Key", "type": "string" }, "org_id": { "pattern": "^org_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "title": "Org Id", "type": "string" }, "project_id": { "pattern": "^prj_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "title": "Project Id", "type": "string" } }, "required": ["org_id", "branch_id", "project_id", "bucket", "key", "file_type", "event_time"], "title": "media.deleted v1 (MediaDeleted)", "type": "object" };
-var pattern13 = new RegExp("^prj_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "u");
+var pattern15 = new RegExp("^prj_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "u");
 function validate21(data, { instancePath = "", parentData, parentDataProperty, rootData = data, dynamicAnchors = {} } = {}) {
   ;
   let vErrors = null;
@@ -905,7 +1153,7 @@ function validate21(data, { instancePath = "", parentData, parentDataProperty, r
     if (data.org_id !== void 0) {
       let data6 = data.org_id;
       if (typeof data6 === "string") {
-        if (!pattern8.test(data6)) {
+        if (!pattern9.test(data6)) {
           const err23 = { instancePath: instancePath + "/org_id", schemaPath: "#/properties/org_id/pattern", keyword: "pattern", params: { pattern: "^org_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$" }, message: 'must match pattern "^org_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"' };
           if (vErrors === null) {
             vErrors = [err23];
@@ -927,7 +1175,7 @@ function validate21(data, { instancePath = "", parentData, parentDataProperty, r
     if (data.project_id !== void 0) {
       let data7 = data.project_id;
       if (typeof data7 === "string") {
-        if (!pattern13.test(data7)) {
+        if (!pattern15.test(data7)) {
           const err25 = { instancePath: instancePath + "/project_id", schemaPath: "#/properties/project_id/pattern", keyword: "pattern", params: { pattern: "^prj_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$" }, message: 'must match pattern "^prj_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"' };
           if (vErrors === null) {
             vErrors = [err25];
@@ -1256,7 +1504,7 @@ function validate22(data, { instancePath = "", parentData, parentDataProperty, r
     if (data.org_id !== void 0) {
       let data7 = data.org_id;
       if (typeof data7 === "string") {
-        if (!pattern8.test(data7)) {
+        if (!pattern9.test(data7)) {
           const err28 = { instancePath: instancePath + "/org_id", schemaPath: "#/properties/org_id/pattern", keyword: "pattern", params: { pattern: "^org_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$" }, message: 'must match pattern "^org_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"' };
           if (vErrors === null) {
             vErrors = [err28];
@@ -1278,7 +1526,7 @@ function validate22(data, { instancePath = "", parentData, parentDataProperty, r
     if (data.project_id !== void 0) {
       let data8 = data.project_id;
       if (typeof data8 === "string") {
-        if (!pattern13.test(data8)) {
+        if (!pattern15.test(data8)) {
           const err30 = { instancePath: instancePath + "/project_id", schemaPath: "#/properties/project_id/pattern", keyword: "pattern", params: { pattern: "^prj_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$" }, message: 'must match pattern "^prj_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"' };
           if (vErrors === null) {
             vErrors = [err30];
@@ -1344,9 +1592,9 @@ function validate22(data, { instancePath = "", parentData, parentDataProperty, r
 validate22.evaluated = { "props": true, "dynamicProps": false, "dynamicItems": false };
 var payload_notification_due_1 = validate23;
 var schema34 = { "$id": "https://studiovault.in/schemas/events/notification.due.v1.json", "$schema": "https://json-schema.org/draft/2020-12/schema", "additionalProperties": false, "description": "A message to a project's client is due. `notification_id` is the id of the `notifications` row\nits send will be recorded as, and the root of the provider idempotency key.", "properties": { "channel": { "anyOf": [{ "enum": ["whatsapp", "sms", "email"], "type": "string" }, { "type": "null" }], "default": null, "title": "Channel" }, "invoice_id": { "anyOf": [{ "pattern": "^inv_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "type": "string" }, { "type": "null" }], "default": null, "title": "Invoice Id" }, "kind": { "pattern": "^[a-z][a-z0-9_]{2,40}$", "title": "Kind", "type": "string" }, "notification_id": { "pattern": "^ntf_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "title": "Notification Id", "type": "string" }, "project_id": { "pattern": "^prj_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "title": "Project Id", "type": "string" }, "urgent": { "default": false, "title": "Urgent", "type": "boolean" } }, "required": ["notification_id", "kind", "project_id"], "title": "notification.due v1 (NotificationDue)", "type": "object" };
-var pattern18 = new RegExp("^inv_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "u");
-var pattern19 = new RegExp("^[a-z][a-z0-9_]{2,40}$", "u");
-var pattern20 = new RegExp("^ntf_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "u");
+var pattern20 = new RegExp("^inv_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "u");
+var pattern21 = new RegExp("^[a-z][a-z0-9_]{2,40}$", "u");
+var pattern22 = new RegExp("^ntf_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "u");
 function validate23(data, { instancePath = "", parentData, parentDataProperty, rootData = data, dynamicAnchors = {} } = {}) {
   ;
   let vErrors = null;
@@ -1459,7 +1707,7 @@ function validate23(data, { instancePath = "", parentData, parentDataProperty, r
       let valid2 = false;
       const _errs10 = errors;
       if (typeof data1 === "string") {
-        if (!pattern18.test(data1)) {
+        if (!pattern20.test(data1)) {
           const err8 = { instancePath: instancePath + "/invoice_id", schemaPath: "#/properties/invoice_id/anyOf/0/pattern", keyword: "pattern", params: { pattern: "^inv_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$" }, message: 'must match pattern "^inv_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"' };
           if (vErrors === null) {
             vErrors = [err8];
@@ -1513,7 +1761,7 @@ function validate23(data, { instancePath = "", parentData, parentDataProperty, r
     if (data.kind !== void 0) {
       let data2 = data.kind;
       if (typeof data2 === "string") {
-        if (!pattern19.test(data2)) {
+        if (!pattern21.test(data2)) {
           const err12 = { instancePath: instancePath + "/kind", schemaPath: "#/properties/kind/pattern", keyword: "pattern", params: { pattern: "^[a-z][a-z0-9_]{2,40}$" }, message: 'must match pattern "^[a-z][a-z0-9_]{2,40}$"' };
           if (vErrors === null) {
             vErrors = [err12];
@@ -1535,7 +1783,7 @@ function validate23(data, { instancePath = "", parentData, parentDataProperty, r
     if (data.notification_id !== void 0) {
       let data3 = data.notification_id;
       if (typeof data3 === "string") {
-        if (!pattern20.test(data3)) {
+        if (!pattern22.test(data3)) {
           const err14 = { instancePath: instancePath + "/notification_id", schemaPath: "#/properties/notification_id/pattern", keyword: "pattern", params: { pattern: "^ntf_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$" }, message: 'must match pattern "^ntf_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"' };
           if (vErrors === null) {
             vErrors = [err14];
@@ -1557,7 +1805,7 @@ function validate23(data, { instancePath = "", parentData, parentDataProperty, r
     if (data.project_id !== void 0) {
       let data4 = data.project_id;
       if (typeof data4 === "string") {
-        if (!pattern13.test(data4)) {
+        if (!pattern15.test(data4)) {
           const err16 = { instancePath: instancePath + "/project_id", schemaPath: "#/properties/project_id/pattern", keyword: "pattern", params: { pattern: "^prj_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$" }, message: 'must match pattern "^prj_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"' };
           if (vErrors === null) {
             vErrors = [err16];
