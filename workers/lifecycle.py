@@ -99,13 +99,17 @@ class PipelineWorker(Worker):
 
     async def _check_sentinel(self) -> None:
         """A Redis that lost its data (FLUSHALL, a restart without persistence) lost the queued jobs with it:
-        noticed within `SENTINEL_EVERY_S`, and every pending event is re-driven at once."""
+        noticed within `SENTINEL_EVERY_S` by a running worker or at once by a starting one, and every
+        pending event is re-driven at once (by the one worker whose SET NX created the key)."""
         now = time.monotonic()
         if self._sentinel_checked is not None and now - self._sentinel_checked < SENTINEL_EVERY_S:
             return
         created = await self.pool.set(SENTINEL_KEY, b"1", nx=True)
-        if created and self._sentinel_checked is not None:
-            log.warning("redis_data_lost", action="re-driving every pending event now")
+        if created:
+            # Also on this worker's first look: Redis may have lost its data while no worker watched it
+            # (every worker restarting with it). On a first deployment the re-drive finds nothing to do.
+            log.warning("redis_data_lost", action="re-driving every pending event now",
+                        seen_by="a running worker" if self._sentinel_checked is not None else "a starting worker")
             self._spawn(self._redrive_now())
         self._sentinel_checked = now
 

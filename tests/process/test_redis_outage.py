@@ -115,6 +115,26 @@ async def test_chaos_worker_kills_a_flushall_and_a_redis_restart_under_triple_sh
     await cluster.exactly_once()
 
 
+async def test_redis_emptied_while_no_worker_ran_is_noticed_by_the_workers_that_start(cluster: Cluster) -> None:
+    """Every worker down (a host reboot) and Redis back empty: no worker saw an outage, so none has one to
+    recover from; the first to find the sentinel missing re-drives, long before the minute cron would."""
+    cluster.kill("worker-0")
+    cluster.kill("worker-1")
+    async with httpx.AsyncClient(timeout=10) as http:
+        for capture in cluster.new_captures(8):
+            await cluster.deliver(http, capture)
+    assert await cluster.pending() == 8
+    client = aioredis.from_url(cluster.redis.url)
+    await client.flushall()  # the queued jobs are gone; the inbox rows are durable
+    await client.aclose()
+    cluster.spawn("worker-0", "worker")
+    cluster.spawn("worker-1", "worker")
+    await cluster.settled(within=20)
+    await cluster.exactly_once()
+    found = [name for name in ("worker-0", "worker-1") if "redis_data_lost" in cluster.events(name)]
+    assert len(found) == 1, cluster.tails()  # one SET NX wins; the other worker does not re-drive again
+
+
 async def test_a_worker_started_before_its_redis_waits_for_it_then_works(sqlite_db: SqliteDatabase,
                                                                           tmp_path: Path) -> None:
     cluster = Cluster(sqlite_db, f"sqlite:///{sqlite_db.path}", RedisProcess(tmp_path / "redis"), tmp_path,
