@@ -84,3 +84,16 @@ def test_pickup_latencies_are_measured_per_event_with_old_ids_apart(tmp_path: Pa
     assert round(figures["applied_p50_ms"]) == 150
     assert round(figures["old_id_enqueued_p99_ms"]) == 200  # events 1 and 3: 200 ms and 50 ms
     assert run.value("pickup.test.enqueued_p99_ms") is not None
+
+
+def test_scrape_windows_compare_each_scraped_window_with_its_neighbours_and_cpu_per_event() -> None:
+    from bench.scrape import Windows  # noqa: PLC0415
+
+    windows = Windows()
+    for scraped, events, cpu in ((False, 1000, 2.0), (True, 900, 1.98), (False, 800, 1.6), (True, 800, 1.6),
+                                 (False, 800, 1.6)):
+        windows.add(scraped, events, 2.0, cpu)
+    assert windows.local_ratios() == [900 / 900, 800 / 800]  # drift from 500/s to 400/s cancels
+    assert windows.rate(False) == 2600 / 6.0
+    assert windows.cpu_ms_per_event(False) == pytest.approx(5.2 * 1000 / 2600)
+    assert windows.cpu_ms_per_event(True) == pytest.approx(3.58 * 1000 / 1700)
