@@ -23,9 +23,10 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from arq import Retry
+from arq import ArqRedis, Retry
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from core.clock import epoch_ms
 from events import inbox
@@ -40,6 +41,7 @@ log = structlog.get_logger("studiovault.worker")
 # While the database is unreachable, an event is retried at least this often: work resumes within
 # seconds of its return, and an outage spends no event's failure budget.
 UNAVAILABLE_RETRY_CAP_S = 5.0
+CONFLICTS_KEPT_S = 86_400  # an event's version-conflict count lives this long in Redis
 
 
 class Deferred(Retry):
@@ -68,7 +70,7 @@ async def apply_event(ctx: dict[Any, Any], envelope_json: str) -> str:
                                                     "studiovault.attempt": attempt}) as span:
         outcome: str | None = None
         try:
-            outcome = await _apply(deps, envelope, attempt)
+            outcome = await _apply(deps, envelope, attempt, job.get("redis"))
         except Deferred:
             outcome = "deferred"
             raise
@@ -90,7 +92,7 @@ async def apply_event(ctx: dict[Any, Any], envelope_json: str) -> str:
                     span.set_attribute("studiovault.outcome", outcome)
 
 
-async def _apply(deps: Deps, envelope: Envelope, attempt: int) -> str:
+async def _apply(deps: Deps, envelope: Envelope, attempt: int, redis: ArqRedis | None = None) -> str:
     started = time.perf_counter()
     now = deps.clock()
     if envelope.available_at and envelope.available_at > now:
@@ -101,7 +103,7 @@ async def _apply(deps: Deps, envelope: Envelope, attempt: int) -> str:
     except AlreadyApplied:
         return await _already_applied(deps, envelope)
     except VersionConflict as exc:
-        return await _conflicted(deps, envelope, exc, attempt)
+        return await _conflicted(deps, envelope, exc, await _count_conflict(deps, envelope.event_id, redis))
     except TransientError:
         raise  # retried by apply_event without spending the event's failure budget
     except Defer as exc:
@@ -191,15 +193,32 @@ async def _already_applied(deps: Deps, envelope: Envelope) -> str:
     return "duplicate"
 
 
-async def _conflicted(deps: Deps, envelope: Envelope, exc: VersionConflict, attempt: int) -> str:
+async def _count_conflict(deps: Deps, event_id: str, redis: ArqRedis | None) -> int:
+    """This event's version conflicts so far, this one included. Counted apart from arq's `job_try`,
+    which every retry raises (a database outage's, a deferral's): the cap is on contention only."""
+    if redis is None:
+        return 1
+    key = f"{deps.settings.queue.queue_name}:conflicts:{event_id}"
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, CONFLICTS_KEPT_S)
+            count, _ = await pipe.execute()
+    except RedisError as exc:  # the retry is what matters; an uncounted conflict only delays the cap
+        log.warning("conflict_not_counted", error=f"{type(exc).__name__}: {exc}"[:300])
+        return 1
+    return int(count)
+
+
+async def _conflicted(deps: Deps, envelope: Envelope, exc: VersionConflict, conflicts: int) -> str:
     """A row changed between our read and our batch: re-read and re-plan soon. Does not use the
     failure budget (contention is not the event's fault), but is capped so a livelock is parked."""
     deps.metrics.conflict(envelope.type)
-    if attempt > deps.settings.worker.max_conflict_retries:
-        return await _dead_letter(deps, envelope.event_id, f"retries exhausted after {attempt} version conflicts",
-                                  attempt)
-    delay = deps.backoff.delay(min(attempt, 6))
-    log.info("event_retry", outcome="retry", error=f"VersionConflict: {exc}", conflicts=attempt,
+    if conflicts > deps.settings.worker.max_conflict_retries:
+        return await _dead_letter(deps, envelope.event_id,
+                                  f"retries exhausted after {conflicts} version conflicts", conflicts)
+    delay = deps.backoff.delay(min(conflicts, 6))
+    log.info("event_retry", outcome="retry", error=f"VersionConflict: {exc}", conflicts=conflicts,
              retry_in_s=round(delay, 3))
     raise Retry(defer=timedelta(seconds=delay)) from exc
 

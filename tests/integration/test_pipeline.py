@@ -153,16 +153,39 @@ async def test_a_database_outage_spends_no_failure_budget_and_work_resumes_when_
     assert "event_dead_lettered" not in events
 
 
-class _Outage:
-    """The real database for reads; the first `failures` write batches fail as an unreachable D1 would."""
+@pytest.mark.parametrize(("conflicts", "outcome"), [(2, "applied"), (9, "dead")])
+async def test_the_conflict_cap_counts_version_conflicts_not_every_retry(
+    pipeline: Pipeline, conflicts: int, outcome: str
+) -> None:
+    """12 retries for a database outage, then version conflicts: the cap (3 here) is reached by conflicts
+    alone, so 2 leave the event to be applied and only a fourth parks it, with the count in its reason."""
+    pipeline.settings = pipeline.settings.replace(max_conflict_retries=3)
+    t = await make_tenant(pipeline.db)
+    event_id = await spend(pipeline, t.client_id, 3, "conflicts-1")
+    outage = _Outage(failures=12, conflicts=conflicts)
+    await pipeline.start_worker(customize=outage.install)
+    await pipeline.settle(within=60)
+    row = (await pipeline.db.query("SELECT status, last_error FROM event_inbox WHERE id = ?", (event_id,)))[0]
+    assert row["status"] == outcome
+    assert outage.failed == 12 + min(conflicts, 4)
+    if outcome == "dead":
+        assert row["last_error"] == "retries exhausted after 4 version conflicts"
+        assert await total_spend(pipeline, t.client_id) == 0
+    else:
+        assert await total_spend(pipeline, t.client_id) == 3
 
-    def __init__(self, failures: int) -> None:
-        self.failures, self.failed = failures, 0
+
+class _Outage:
+    """The real database for reads; the first `failures` write batches fail as an unreachable D1 would,
+    the next `conflicts` as a concurrent writer's change would (a version conflict)."""
+
+    def __init__(self, failures: int, conflicts: int = 0) -> None:
+        self.failures, self.conflicts, self.failed = failures, conflicts, 0
 
     def install(self, deps):  # type: ignore[no-untyped-def]
         from dataclasses import replace  # noqa: PLC0415
 
-        from store import TransientError  # noqa: PLC0415
+        from store import TransientError, VersionConflict  # noqa: PLC0415
 
         outage = self
 
@@ -177,6 +200,9 @@ class _Outage:
                 if outage.failed < outage.failures:
                     outage.failed += 1
                     raise TransientError("D1 bridge /batch: ConnectError: All connection attempts failed")
+                if outage.failed < outage.failures + outage.conflicts and len(statements) > 1:  # not mark_dead
+                    outage.failed += 1
+                    raise VersionConflict("clients row changed by another writer")
                 return await self.inner.batch(statements)
 
         return replace(deps, db=FailingDb(deps.db))
