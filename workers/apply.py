@@ -97,9 +97,13 @@ async def _apply(deps: Deps, envelope: Envelope, attempt: int, redis: ArqRedis |
     now = deps.clock()
     if envelope.available_at and envelope.available_at > now:
         raise Deferred(defer=envelope.available_at - now)  # enqueued early (a re-drive): wait for its time
+    limit_s = deps.settings.worker.job_timeout * 0.8
     try:
-        async with asyncio.timeout(deps.settings.worker.job_timeout * 0.8):
-            outcome, details = await _run_unit_of_work(deps, envelope, now, attempt)
+        try:
+            async with asyncio.timeout(limit_s):
+                outcome, details = await _run_unit_of_work(deps, envelope, now, attempt)
+        except TimeoutError as exc:  # a database (or a row lock) too slow to answer: not the event's fault
+            raise TransientError(f"the unit of work did not finish within {limit_s:g} s") from exc
     except AlreadyApplied:
         return await _already_applied(deps, envelope)
     except VersionConflict as exc:

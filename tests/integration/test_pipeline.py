@@ -175,12 +175,26 @@ async def test_the_conflict_cap_counts_version_conflicts_not_every_retry(
         assert await total_spend(pipeline, t.client_id) == 3
 
 
-class _Outage:
-    """The real database for reads; the first `failures` write batches fail as an unreachable D1 would,
-    the next `conflicts` as a concurrent writer's change would (a version conflict)."""
+async def test_a_database_that_hangs_past_the_job_deadline_spends_no_failure_budget(pipeline: Pipeline) -> None:
+    """A batch that never answers (a D1 brownout) is cut at the unit of work's deadline and retried like an
+    unreachable database: 6 hangs with a failure budget of 4, and the event is still applied."""
+    pipeline.settings = pipeline.settings.replace(job_timeout=1.0)
+    t = await make_tenant(pipeline.db)
+    event_id = await spend(pipeline, t.client_id, 3, "hangs-1")
+    outage = _Outage(failures=0, hangs=6)
+    await pipeline.start_worker(customize=outage.install)
+    await pipeline.settle(within=60)
+    row = (await pipeline.db.query("SELECT status, attempts FROM event_inbox WHERE id = ?", (event_id,)))[0]
+    assert (row["status"], row["attempts"], outage.failed) == ("applied", 1, 6)
+    assert await total_spend(pipeline, t.client_id) == 3
 
-    def __init__(self, failures: int, conflicts: int = 0) -> None:
-        self.failures, self.conflicts, self.failed = failures, conflicts, 0
+
+class _Outage:
+    """The real database for reads; the first `hangs` write batches never answer, the first `failures`
+    fail as an unreachable D1 would, the next `conflicts` as a concurrent writer's change would."""
+
+    def __init__(self, failures: int, conflicts: int = 0, hangs: int = 0) -> None:
+        self.failures, self.conflicts, self.hangs, self.failed = failures, conflicts, hangs, 0
 
     def install(self, deps):  # type: ignore[no-untyped-def]
         from dataclasses import replace  # noqa: PLC0415
@@ -197,6 +211,9 @@ class _Outage:
                 return getattr(self.inner, name)
 
             async def batch(self, statements):  # type: ignore[no-untyped-def]
+                if outage.failed < outage.hangs and len(statements) > 1:
+                    outage.failed += 1
+                    await asyncio.sleep(3600)  # cut by the unit of work's deadline
                 if outage.failed < outage.failures:
                     outage.failed += 1
                     raise TransientError("D1 bridge /batch: ConnectError: All connection attempts failed")
