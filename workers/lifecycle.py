@@ -40,7 +40,7 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnl
               TimeoutError)
 # Connection errors by their class, but waiting does not fix them: the worker exits for an operator.
 REDIS_MISCONFIGURED = (AuthenticationError, AuthorizationError)
-SENTINEL_KEY = "studiovault:sentinel"  # no TTL: gone means Redis lost its data (a FLUSHALL, a restart)
+SENTINEL_SUFFIX = ":sentinel"  # after the queue's name; no TTL: gone means Redis lost its data
 SENTINEL_EVERY_S = 5.0
 RETRY_S = (0.25, 0.5, 1.0, 2.0)  # between polls while Redis is unreachable: back within 2 s of its return
 STUCK_AFTER_S = 60.0
@@ -104,7 +104,8 @@ class PipelineWorker(Worker):
         now = time.monotonic()
         if self._sentinel_checked is not None and now - self._sentinel_checked < SENTINEL_EVERY_S:
             return
-        created = await self.pool.set(SENTINEL_KEY, b"1", nx=True)
+        # One per queue: deployments sharing a Redis each re-drive their own inbox.
+        created = await self.pool.set(self.queue_name + SENTINEL_SUFFIX, b"1", nx=True)
         if created:
             # Also on this worker's first look: Redis may have lost its data while no worker watched it
             # (every worker restarting with it). On a first deployment the re-drive finds nothing to do.
