@@ -78,14 +78,14 @@ def _tenant_from_notes(notes: Mapping[str, object]) -> tuple[str | None, str | N
 
 
 def _tenant(signer: Signer, fact: Fact, where: Located) -> tuple[str, str | None]:
-    """(org, branch) of the envelope: the account's org (the platform's: the invoice's); the invoice's
-    branch when the invoice is in that org. Notes naming an org or branch are the app's claim, kept for the
-    handler to check against the invoice."""
+    """(org, branch) of the envelope: the account's org (the platform's: the invoice's), never the notes';
+    the invoice's branch when the invoice is in that org. Notes naming an org or branch are the app's claim:
+    one that contradicts them leaves the branch unset, and the handler refuses the event `wrong_tenant`."""
     org = signer.org_id if signer.role == "studio" else where.org_id
     branch = where.branch_id if org is not None and where.org_id == org else None
     noted_org, noted_branch = _tenant_from_notes(fact.tenant_notes)
-    if noted_org:
-        org, branch = noted_org, noted_branch
+    if (noted_org is not None and noted_org != org) or (noted_branch is not None and noted_branch != branch):
+        branch = None
     return org or UNATTRIBUTED_ORG, branch
 
 

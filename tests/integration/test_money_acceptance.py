@@ -21,6 +21,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from events.ids import new_id
 from events.mapping.stripe import HANDLED_TYPES
 from gateways.accounts import Account
 from gateways.http_api import HttpGatewayApi
@@ -149,12 +150,35 @@ async def test_a_delivery_signed_for_org_a_naming_org_bs_invoice_is_dead_lettere
     pi = stripe_payment_intent(amount=100_000, metadata={"invoice_id": b.tenant.invoice_id})
     assert (await world.stripe_webhook(stripe_event("payment_intent.succeeded", pi, account=a.acct))).status_code == 200
     await world.pipeline.settle()
-    dead = await world.rows("SELECT status, last_error FROM event_inbox WHERE type = 'payment.captured'")
+    dead = await world.rows("SELECT status, last_error, org_id FROM event_inbox WHERE type = 'payment.captured'")
     assert [(r["status"], r["last_error"].split(":")[0]) for r in dead] == [("dead", "wrong_tenant")] * 2
+    assert {r["org_id"] for r in dead} == {a.tenant.org_id}  # filed under the signer's org: B never sees it
     assert await transactions(world, b.tenant) == []
     assert await invoice_status(world, b.tenant) == "issued"
     assert await world.rows("SELECT * FROM gateway_objects") == []
     assert await world.rows("SELECT id FROM event_inbox WHERE type = 'notification.due'") == []
+
+
+@pytest.mark.parametrize("claim", ["org_only", "other_branch", "other_org"])
+async def test_notes_are_checked_against_the_invoice_and_never_choose_the_tenant(world: World, claim: str) -> None:
+    """A's own invoice paid into A's account: notes naming only A's org are applied; notes naming another
+    branch or org contradict the invoice and are dead-lettered `wrong_tenant`, filed under A all the same."""
+    a, b = world.a, world.b
+    claimed = {"org_only": {"org_id": a.tenant.org_id},
+               "other_branch": {"org_id": a.tenant.org_id, "branch_id": new_id("brn")},
+               "other_org": {"org_id": b.tenant.org_id, "branch_id": b.tenant.branch_id}}[claim]
+    pay = rzp_payment(amount=100_000, notes={"invoice_id": a.tenant.invoice_id, **claimed})
+    response = await world.razorpay_webhook(a, rzp_event("payment.captured", a.rzp_ref, payment=pay))
+    assert response.status_code == 200, response.text
+    await world.pipeline.settle()
+    (row,) = await world.rows("SELECT status, last_error, org_id FROM event_inbox WHERE type = 'payment.captured'")
+    assert row["org_id"] == a.tenant.org_id
+    if claim == "org_only":
+        assert row["status"] == "applied"
+        assert [status for _, status, _ in await transactions(world, a.tenant)] == ["paid"]
+    else:
+        assert (row["status"], row["last_error"].split(":")[0]) == ("dead", "wrong_tenant")
+        assert await transactions(world, a.tenant) == []
 
 
 async def test_a_delivery_signed_with_as_secret_on_bs_endpoint_gets_401_and_writes_nothing(world: World) -> None:
