@@ -21,6 +21,7 @@ from bootstrap.resources import Resources, Unavailable, open_resources
 from config import ConfigError, Settings, load_settings, unknown_variables
 from core.clock import from_ms
 from core.redact import redact_url
+from gateways.accounts import UndecryptableCredentials
 from store import DatabaseError
 
 console = Console()
@@ -60,6 +61,9 @@ def run(coro: Callable[[], Awaitable[T]]) -> T:
     except (RedisError, OSError) as exc:
         fail(f"Redis at {redact_url(config.queue.redis_url)} failed mid-command ({type(exc).__name__}: {exc}); "
              "try again once it is back.")
+    except UndecryptableCredentials as exc:
+        fail(f"a gateway account's credentials cannot be read: {exc}. Set SV_ACCOUNTS_ENCRYPTION_KEYS to the "
+             "key(s) they were encrypted with.")
 
 
 def fail(message: str) -> NoReturn:

@@ -7,6 +7,7 @@ import json
 import subprocess
 
 import pytest
+from cryptography.fernet import Fernet
 
 from store.sqlite import SqliteDatabase
 from tests.support.factories import make_tenant
@@ -69,6 +70,12 @@ async def test_connect_rotate_list_reconcile_and_disconnect_without_ever_printin
         assert keys[0]["dedupe_key"].startswith("razorpay:acc_CliStudio000001:capture:pay_")
         (checkpoint,) = await sqlite_db.query("SELECT reconciled_until FROM gateway_accounts")
         assert checkpoint["reconciled_until"] is not None
+
+        for keys in ("[]", json.dumps([Fernet.generate_key().decode()])):  # none, or not the one it was encrypted with
+            keyless = sv({**env, "SV_ACCOUNTS_ENCRYPTION_KEYS": keys}, "reconcile", "--org", tenant.org_id)
+            assert keyless.returncode == 1, keyless.stderr
+            assert keyless.stderr.count("\n") == 1, keyless.stderr  # one line, no traceback
+            assert "SV_ACCOUNTS_ENCRYPTION_KEYS" in keyless.stderr
 
         disconnected = sv(env, "accounts", "disconnect", row["id"])
         assert disconnected.returncode == 0, disconnected.stderr
