@@ -43,10 +43,13 @@ def configure_logging(level: str = "INFO", json: bool = True, stream: TextIO | N
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,
     ]
+    # Tracebacks without their frames' local variables: those hold webhook secrets, API keys, tokens.
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False))
     )
-    tracebacks: list[structlog.types.Processor] = [structlog.processors.dict_tracebacks] if json else []
+    tracebacks: list[structlog.types.Processor] = [structlog.processors.ExceptionRenderer(
+        structlog.tracebacks.ExceptionDictTransformer(show_locals=False))] if json else []
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), *tracebacks, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

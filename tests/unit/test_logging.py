@@ -47,6 +47,26 @@ def test_secrets_and_raw_bodies_are_redacted(json_logging: io.StringIO) -> None:
     assert "4111" not in out
 
 
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_logged_traceback_never_shows_its_frames_local_variables(as_json: bool) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", json=as_json, stream=stream)
+
+    def verify(webhook_secret: str) -> None:
+        raise ValueError("bad signature")
+
+    try:
+        verify("-".join(["whsec", "must", "not", "be", "logged"]))  # not a literal: tracebacks quote source
+    except ValueError:
+        structlog.get_logger("test").exception("verification_crashed")
+    finally:
+        structlog.reset_defaults()
+    out = stream.getvalue()
+    assert "bad signature" in out
+    assert "verify" in out  # the frames are there, their locals are not
+    assert "whsec-must-not-be-logged" not in out
+
+
 def test_standard_library_logs_and_tracebacks_are_json_lines_too(json_logging: io.StringIO) -> None:
     import logging  # noqa: PLC0415
 
