@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
+from signal import Signals
 from typing import Any
 
 import structlog
@@ -119,6 +120,20 @@ class PipelineWorker(Worker):
         swept (it cannot sweep during an outage): wait only for jobs still running."""
         while running := [t for t in self.tasks.values() if not t.done()]:
             await asyncio.wait(running)
+
+    async def _wait_for_tasks_to_complete(self, signum: Signals) -> None:
+        """arq's, on SIGTERM/SIGINT (running jobs get `job_completion_wait`), except that the poller is
+        cancelled only between two polls, never half-way through starting a job (see `stop_worker`)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._sleep_until_tasks_complete(), self._job_completion_wait)
+        for task in self.tasks.values():
+            if not task.done():
+                task.cancel()
+        if self.main_task is not None:
+            await _until_between_polls(self, self.main_task, within=10.0)
+            self.main_task.cancel()
+        if self.on_stop is not None:
+            self.on_stop(signum)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """arq's, one job at a time, undoing its slot when Redis fails half-way (arq would leak it, and
