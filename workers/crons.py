@@ -62,6 +62,9 @@ async def invoice_due_cron(ctx: dict[Any, Any]) -> int:
     return published
 
 
+MIN_ACCOUNT_SHARE_S = 2.0
+
+
 async def reconcile_cron(ctx: dict[Any, Any]) -> int:
     """Reconcile connected accounts within the job's time budget; returns the facts published."""
     deps = cast(JobContext, ctx)["deps"]
@@ -78,17 +81,22 @@ async def reconcile_cron(ctx: dict[Any, Any]) -> int:
         return 0
     window = Window(cfg.reconcile_overlap_s, cfg.reconcile_first_lookback_s)
     published = 0
-    for account in accounts:
+    for left, account in zip(range(len(accounts), 0, -1), accounts, strict=True):
         remaining = budget - (time.monotonic() - started)
         if remaining <= 0:
-            break
+            break  # the rest have newer checkpoints: they come first at the next tick
+        # A fair share of what is left: one slow account (its checkpoint unmoved, so first again next
+        # tick) cannot starve the others.
+        share = min(remaining, max(remaining / left, MIN_ACCOUNT_SHARE_S))
         reconciler = Reconciler(deps.db, deps.publisher, deps.gateway_api, store=deps.accounts, account=account,
                                 now=deps.clock(), window=window)
         try:
-            async with asyncio.timeout(remaining):
+            async with asyncio.timeout(share):
                 published += (await reconciler.run(platform)).published
         except TimeoutError:
-            break  # its checkpoint did not move: the next tick starts it again
+            log.warning("reconcile_account_timed_out", gateway=account.gateway, account_id=account.account_ref,
+                        org_id=account.org_id, after_s=round(share, 1),
+                        action="its checkpoint did not move; `studiovault reconcile` has no time limit")
     return published
 
 

@@ -336,6 +336,27 @@ async def test_the_hourly_cron_reconciles_every_connected_account(world: World, 
     assert all(r["reconciled_until"] is not None for r in checkpoints)  # the platform's and both studios' too
 
 
+async def test_one_account_too_slow_for_the_crons_budget_does_not_starve_the_others(world: World,
+                                                                                   redis_url: str) -> None:
+    a, b, t0 = world.a, world.b, now() - 500
+    world.rzp_api.account(a.rzp_ref).add("payments", rzp_payment(amount=100_000, notes=notes(a.tenant), created_at=t0))
+    world.rzp_api.account(b.rzp_ref).add("payments", rzp_payment(amount=100_000, notes=notes(b.tenant), created_at=t0))
+    world.rzp_api.slow_next(1, delay_s=30)  # the first Razorpay account listed hangs past any share
+    async with Applier.open(world.pipeline.db, redis_url, datetime.now(UTC)) as applier:
+        deps = dataclasses.replace(applier.deps, publisher=world.pipeline.publisher,
+                                   accounts=account_store(world.pipeline.db), gateway_api=world.api(),
+                                   settings=applier.deps.settings.replace(job_timeout=12))  # a 7.2-s budget
+        with capture_logs() as logs:
+            assert await reconcile_cron({"deps": deps}) == 1  # the other studio's missed payment
+    timed_out = [e for e in logs if e["event"] == "reconcile_account_timed_out"]
+    assert len(timed_out) == 1
+    slow = a if timed_out[0]["account_id"] == a.rzp_ref else b
+    checkpoints = {r["id"]: r["reconciled_until"] for r in await world.rows(
+        "SELECT id, reconciled_until FROM gateway_accounts WHERE id IN (?, ?)", a.razorpay.id, b.razorpay.id)}
+    assert checkpoints[slow.razorpay.id] is None  # it starts again, first, at the next tick
+    assert checkpoints[(b if slow is a else a).razorpay.id] is not None
+
+
 async def test_a_since_that_leaves_a_gap_reconciles_but_does_not_move_the_checkpoint(world: World) -> None:
     a = world.a
     world.rzp_api.account(a.rzp_ref).add("payments", rzp_payment(amount=100_000, notes=notes(a.tenant),
