@@ -201,6 +201,7 @@ class SendRun:
         state = initial_state(moment)
         charge = Charge(ch, state, cost_of(ch, self.cfg), reason=f"{ch} accepted" if state == "billable" else None)
         failures = self._failures(before=ch)
+        billed = charge.amount if state == "billable" else 0.0  # what this send makes billable (the cost metric)
         if self.fallback is None:
             statements += notification_row(self.s, charge, self.now_ms)
             if failures:
@@ -210,11 +211,13 @@ class SendRun:
             old = self.loaded.charge
             if old is not None and old.state != "billable":  # else: the first billable send keeps the charge
                 statements += charge_change(self.s.notification_id, old, charge, self.now_ms)
+            else:
+                billed = 0.0
             statements += audit(self.s, "notification.fallback_sent", "medium",
                                 {"failed": {self.fallback.failed_channel: self.fallback.reason, **failures},
                                  "sent_via": ch, "late_failure": True}, self.now_ms)
         return Plan(statements=statements, log={"notification_id": self.s.notification_id, "channel": ch,
-                                                "cost": charge.amount if state == "billable" else 0.0,
+                                                "cost": billed,
                                                 "billable": moment, "fell_back": bool(failures) or bool(self.fallback),
                                                 **extra},
                     not_before=self._planned_wait_end())

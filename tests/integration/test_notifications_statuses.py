@@ -11,6 +11,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from arq.connections import ArqRedis
+from structlog.testing import capture_logs
 
 from events import inbox
 from events.billing import BillingPeriodClosed
@@ -157,6 +158,26 @@ async def test_a_131026_after_sent_sends_exactly_one_sms_audits_both_and_bills_t
     assert await close_month(flow, t) == "applied"
     assert await notification_lines(db, t) == ["0.25"]
     assert await rows(db, "SELECT billed FROM notifications WHERE id = ?", ntf) == [{"billed": 1}]
+
+
+async def test_whatsapp_billed_on_acceptance_keeps_its_charge_when_a_late_failure_falls_back_to_sms(
+    db: Database, arq_redis: ArqRedis, http: httpx.AsyncClient, servers: ProviderServers
+) -> None:
+    """SV_BILLABLE_ON whatsapp=accepted: the first send is the charge; the SMS sent after its late failure
+    is not billed again, and counts nothing in the cost metric (the applied log's `cost`)."""
+    async for flow in _flow(db, arq_redis, http, servers, billable_on={"whatsapp": "accepted"}):
+        t = await make_tenant(db, org_config=FALLBACK)
+        with capture_logs() as logs:
+            ntf, wamid = await send_one(flow, t)
+            failed = wa.status(wamid, "failed", flow.now_s + 5, biz_opaque_callback_data=ntf,
+                               errors=[wa.error(131026)])
+            assert (await post_wa(flow, failed))["accepted"] == 1
+            await flow.settle()
+        assert [r.provider for r in servers.requests] == ["whatsapp", "sms"]
+        assert await rows(db, "SELECT channel, state, amount FROM notification_charges") == [
+            {"channel": "whatsapp", "state": "billable", "amount": 0.35}]
+        costs = [(e["channel"], e["cost"]) for e in logs if e["event"] == "event_applied" and "cost" in e]
+        assert costs == [("whatsapp", 0.35), ("sms", 0.0)]
 
 
 async def test_delivered_makes_whatsapp_billable_and_later_or_repeated_statuses_change_nothing(
