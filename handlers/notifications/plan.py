@@ -71,9 +71,16 @@ def notify_config(org_config_json: str | None, branch_id: str, default_rate_per_
     return NotifyConfig(
         timezone=tz, quiet_start=start, quiet_end=end, preferred_channel=preferred,
         fallback_to_sms=bool(merged.get("fallback_to_sms", False)),
-        rate_per_minute=max(1, int(merged.get("rate_per_minute", default_rate_per_minute))),
+        rate_per_minute=_rate_per_minute(merged.get("rate_per_minute", default_rate_per_minute)),
         rate_card={**DEFAULT_RATE_CARD, **_rates(merged.get("rate_card"))},
     )
+
+
+def _rate_per_minute(value: object) -> int:
+    try:
+        return max(1, int(str(value)))
+    except ValueError as exc:
+        raise ConfigError(f"rate_per_minute must be a whole number, got {value!r}") from exc
 
 
 def _clock(value: object) -> time:

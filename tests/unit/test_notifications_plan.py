@@ -63,7 +63,7 @@ def test_a_branch_override_wins_over_the_org_settings() -> None:
 
 @pytest.mark.parametrize("bad", [{"timezone": "Mars/Olympus"}, {"quiet_hours": {"start": "9pm", "end": "09:00"}},
                                  {"rate_card": {"sms": "cheap"}}, {"rate_card": {"sms": -1}},
-                                 {"preferred_channel": "pigeon"}])
+                                 {"preferred_channel": "pigeon"}, {"rate_per_minute": "fast"}])
 def test_an_unusable_config_is_a_config_error(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         cfg(**bad)
