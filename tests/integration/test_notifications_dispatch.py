@@ -4,38 +4,17 @@ providers over real sockets; time comes from an injected clock."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 from arq.connections import ArqRedis
 
 from events import inbox
-from jobqueue.arq_redis import connect
 from producers.replay import replay_dead
 from store import Database, Statement
 from tests.support.factories import NOW_MS, Tenant, make_tenant
 from tests.support.notify_harness import PHONE_ID, SMS_KEY, WA_TOKEN, Clock, Harness, make_harness, utc
-from tests.support.provider_servers import ProviderServers, Scripted, graph_error, provider_servers
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[ProviderServers]:
-    with provider_servers() as running:
-        yield running
-
-
-@pytest.fixture
-async def arq_redis(redis_url: str, redis: object) -> AsyncIterator[ArqRedis]:
-    client = await connect(redis_url, "test:events")
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
+from tests.support.provider_servers import ProviderServers, Scripted, graph_error
 
 
 @pytest.fixture

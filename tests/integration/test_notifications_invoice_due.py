@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
-import pytest
 from arq.connections import ArqRedis
 
 from config import Settings
 from events.publish import Publisher
-from jobqueue.arq_redis import ArqQueue, connect
+from jobqueue.arq_redis import ArqQueue
 from producers.invoice_reminders import publish_invoice_due
 from store import Database, Statement
 from tests.support.factories import NOW_MS, make_tenant
@@ -18,13 +16,6 @@ from tests.support.notify_harness import utc
 from workers.crons import cron_jobs
 
 DAY = 86_400_000
-
-
-@pytest.fixture
-async def arq_redis(redis_url: str, redis: object) -> AsyncIterator[ArqRedis]:
-    client = await connect(redis_url, "test:events")
-    yield client
-    await client.aclose()
 
 
 async def reminders(db: Database) -> list[dict[str, object]]:

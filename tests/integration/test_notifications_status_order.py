@@ -12,7 +12,7 @@ file, real Redis and the fake providers over real sockets."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +33,7 @@ from store.sqlite import SqliteDatabase
 from tests.support.billing_seed import close_event
 from tests.support.factories import NOW_MS, Tenant, make_tenant
 from tests.support.notify_harness import Clock, Harness, make_harness, utc
-from tests.support.provider_servers import ProviderServers, provider_servers
+from tests.support.provider_servers import ProviderServers
 from tests.support.status_flow import settle
 
 CONFIG = {"notifications": {"fallback_to_sms": True, "quiet_hours": None},
@@ -59,12 +59,6 @@ def scenarios(draw: st.DrawFn) -> tuple[list[int], list[Delivery], list[int]]:
     deliveries = draw(st.permutations([Delivery(i, "first") for i in chosen] + [Delivery(i, h) for i, h in extra]))
     closes = sorted(draw(st.lists(st.integers(0, len(deliveries)), max_size=2, unique=True)))
     return chosen, deliveries, closes
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[ProviderServers]:
-    with provider_servers() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

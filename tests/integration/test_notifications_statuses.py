@@ -5,7 +5,7 @@ on both database adapters (`db`) or the SQLite file where the engine changes not
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
@@ -16,7 +16,6 @@ from structlog.testing import capture_logs
 from events import inbox
 from events.billing import BillingPeriodClosed
 from events.envelope import envelope_for
-from jobqueue.arq_redis import connect
 from producers.replay import replay_dead
 from store import Database, Statement
 from tests.support.billing_seed import close_event
@@ -25,29 +24,10 @@ from tests.support.fakes.status import msg91 as dlr
 from tests.support.fakes.status import resend as rs
 from tests.support.fakes.status import whatsapp as wa
 from tests.support.notify_harness import Clock, make_harness, utc
-from tests.support.provider_servers import ProviderServers, Scripted, graph_error, provider_servers
+from tests.support.provider_servers import ProviderServers, Scripted, graph_error
 from tests.support.status_flow import APP_SECRET, MSG91_TOKEN, RESEND_SECRET, Flow, status_flow
 
 FALLBACK = {"notifications": {"fallback_to_sms": True}, "billing": {"included_notification_spend": "0.00"}}
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[ProviderServers]:
-    with provider_servers() as running:
-        yield running
-
-
-@pytest.fixture
-async def arq_redis(redis_url: str, redis: object) -> AsyncIterator[ArqRedis]:
-    client = await connect(redis_url, "test:events")
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 async def _flow(db: Database, arq_redis: ArqRedis, http: httpx.AsyncClient, servers: ProviderServers,

@@ -3,8 +3,6 @@ error classification of each provider's answers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import httpx
 import pytest
 
@@ -16,22 +14,10 @@ from providers.sms import classify as classify_sms
 from providers.whatsapp import WhatsAppSender
 from providers.whatsapp import classify as classify_whatsapp
 from tests.support.notify_harness import notify_settings
-from tests.support.provider_servers import ProviderServers, Scripted, provider_servers
+from tests.support.provider_servers import ProviderServers, Scripted
 from tests.support.redis_server import free_port
 
 NTF = "ntf_01a2101d-abe5-750c-a3eb-7a47c0c52bed"
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[ProviderServers]:
-    with provider_servers() as running:
-        yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def message(channel: str, to: str = "919812345678") -> OutboundMessage:

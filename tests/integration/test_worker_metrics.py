@@ -5,7 +5,6 @@ time from an injected clock: a notification deferred through quiet hours is coun
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -17,29 +16,15 @@ from events.envelope import envelope_for
 from events.ids import new_id
 from events.notifications import NotificationDue, notification_dedupe_key
 from handlers.routes import ROUTER
-from jobqueue.arq_redis import connect
 from observability.metrics import WorkerMetrics
 from store import Database
 from tests.support.factories import make_tenant
 from tests.support.metrics import Scrape
 from tests.support.notify_harness import Clock, make_harness, utc
-from tests.support.provider_servers import ProviderServers, provider_servers
+from tests.support.provider_servers import ProviderServers
 
 ELEVEN_PM_IST = 1_790_011_800_000  # 2026-09-21 23:00 Asia/Kolkata, inside the default quiet hours
 NINE_AM_IST = 1_790_047_800_000  # 2026-09-22 09:00, when they end
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[ProviderServers]:
-    with provider_servers() as running:
-        yield running
-
-
-@pytest.fixture
-async def arq_redis(redis_url: str, redis: object) -> AsyncIterator[ArqRedis]:
-    client = await connect(redis_url, "test:events")
-    yield client
-    await client.aclose()
 
 
 async def test_a_quiet_hours_deferral_is_counted_and_latency_runs_from_their_end(
