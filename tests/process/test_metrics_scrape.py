@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from tests.support.gateway import TEST_ENCRYPTION_KEY, connect_account, razorpay
 from tests.support.metrics import Scrape, promtool_check_metrics
 from tests.support.notify_harness import notify_env
 from tests.support.pipeline import Pipeline
-from tests.support.processes import CLI, ROOT, cli, pipeline_env
+from tests.support.processes import cli, pipeline_env, start, stop
 from tests.support.provider_servers import ProviderServers, provider_servers
 from tests.support.redis_server import free_port
 
@@ -33,22 +31,6 @@ pytestmark = pytest.mark.slow
 def servers() -> Iterator[ProviderServers]:
     with provider_servers() as running:
         yield running
-
-
-def _start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen([*CLI, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=out)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 async def _until(condition, within: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -74,8 +56,8 @@ async def test_a_running_ingress_and_worker_serve_metrics_that_count_exactly_wha
                        SV_BILLABLE_ON=json.dumps({"whatsapp": "accepted"}),
                        SV_HEARTBEAT_FILE=str(tmp_path / "worker.heartbeat"))
     started = time.time()
-    ingress = _start(env, tmp_path / "ingress.log", "ingress", "--port", str(ingress_port))
-    worker = _start(env, tmp_path / "worker.log", "worker")
+    ingress = start(env, tmp_path / "ingress.log", "ingress", "--port", str(ingress_port))
+    worker = start(env, tmp_path / "worker.log", "worker")
     ingress_url, worker_url = f"http://127.0.0.1:{ingress_port}", f"http://127.0.0.1:{metrics_port}"
     try:
         async with httpx.AsyncClient(timeout=10) as http:
@@ -124,8 +106,8 @@ async def test_a_running_ingress_and_worker_serve_metrics_that_count_exactly_wha
             i = await scrape(f"{ingress_url}/metrics")
             check = cli(env, "worker", "--check")
     finally:
-        _stop(ingress)
-        code = _stop(worker)
+        stop(ingress)
+        code = stop(worker)
     assert code == 0
 
     # The ingress: four deliveries answered 200 (one a redelivery), one forged.

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from tests.support.factories import make_tenant
 from tests.support.fakes.status import whatsapp as wa
 from tests.support.notify_harness import notify_env
 from tests.support.pipeline import Pipeline
-from tests.support.processes import CLI, ROOT, pipeline_env
+from tests.support.processes import pipeline_env, start, stop
 from tests.support.provider_servers import ProviderServers, provider_servers
 from tests.support.redis_server import free_port
 from tests.support.status_flow import APP_SECRET, VERIFY_TOKEN
@@ -35,21 +33,6 @@ pytestmark = pytest.mark.slow
 def servers() -> Iterator[ProviderServers]:
     with provider_servers() as running:
         yield running
-
-
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen([*CLI, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=out)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def _ready(url: str, within: float = 30.0) -> None:
@@ -81,8 +64,8 @@ async def test_a_late_whatsapp_failure_posted_to_the_ingress_process_falls_back_
     due = NotificationDue(notification_id=ntf, kind="booking_confirmed", project_id=t.project_id)
     await pipeline.publisher.publish(envelope_for(due, org_id=t.org_id, branch_id=t.branch_id,
                                                   dedupe_key=notification_dedupe_key("booking_confirmed", ntf)))
-    worker = _start(["worker"], env, log)
-    ingress = _start(["ingress"], env, log)
+    worker = start(env, log, "worker")
+    ingress = start(env, log, "ingress")
     url = f"http://127.0.0.1:{port}"
     try:
         await _ready(url)
@@ -108,8 +91,8 @@ async def test_a_late_whatsapp_failure_posted_to_the_ingress_process_falls_back_
         await pipeline.wait_for(fell_back, within=60, what="the SMS fallback to be sent")
         await pipeline.settle(within=60)
     finally:
-        _stop(ingress)
-        _stop(worker)
+        stop(ingress)
+        stop(worker)
 
     assert [r.provider for r in servers.requests] == ["whatsapp", "sms"]
     assert servers.requests[0].body["to"] == "+919800000001"

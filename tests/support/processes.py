@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -45,6 +46,24 @@ def worker_process(env: dict[str, str], log_path: Path, *args: str) -> Iterator[
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`studiovault <args>` in the background; its stderr (JSON logs) appended to `log`."""
+    with log.open("ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen([*CLI, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=out)
+
+
+def stop(proc: subprocess.Popen[bytes], within: float = 20.0) -> int:
+    """SIGTERM, then SIGKILL after `within` seconds; the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
