@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uuid_utils
 
@@ -144,7 +144,10 @@ def seed_sqlite_file(path: str | Path, spec: SeedSpec, *, analyze: bool = False)
     return seeded
 
 
-def _chunks(rows: Sequence[Row], size: int) -> Iterator[Sequence[Row]]:
+T = TypeVar("T")
+
+
+def _chunks(rows: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for i in range(0, len(rows), size):
         yield rows[i : i + size]
 
