@@ -6,7 +6,7 @@
 
 Every chunk read from one side is written to the other side `delay_s` after it was read (a propagation
 delay per direction, not a bandwidth limit: chunks in flight do not wait for one another, and order is
-kept). It counts the HTTP/1.1 requests flowing client → server by their framing (a request head, then
+kept). It counts the HTTP/1.1 requests flowing client → server on each connection by their framing (a request head, then
 `Content-Length` bytes of body), which is how `D1BridgeDatabase` talks to the bridge (httpx, no chunked
 request bodies) — so several worker *processes* can be counted in one place.
 
@@ -63,7 +63,7 @@ class DelayProxy:
                  lifetime_s: float = 600.0) -> None:
         self.upstream_port, self.delay_s = upstream_port, delay_s
         self.max_connections, self.lifetime_s = max_connections, lifetime_s
-        self.counter = RequestCounter()
+        self.counters: list[RequestCounter] = []  # one per connection: each has its own framing
         self.connections = 0
         self.refused = 0
         self.port = 0
@@ -75,7 +75,7 @@ class DelayProxy:
 
     @property
     def requests(self) -> int:
-        return self.counter.requests
+        return sum(c.requests for c in self.counters)
 
     async def start(self) -> DelayProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -126,7 +126,9 @@ class DelayProxy:
             client_w.close()
             return
         self._writers.update((client_w, upstream_w))
-        up = asyncio.ensure_future(self._pipe(client_r, upstream_w, self.counter))
+        counter = RequestCounter()
+        self.counters.append(counter)
+        up = asyncio.ensure_future(self._pipe(client_r, upstream_w, counter))
         down = asyncio.ensure_future(self._pipe(upstream_r, client_w, None))
         try:
             await asyncio.gather(up, down)

@@ -41,17 +41,21 @@ async def test_proxy_forwards_bytes_intact_after_its_delay_each_way_and_counts_r
     body = bytes(range(256)) * 400  # 100 kB: several chunks, and "\r\n\r\n"-free binary content
     wire = _request(body) + _request(b"{}")
     async with server, DelayProxy(server.sockets[0].getsockname()[1], 0.05, lifetime_s=30) as proxy:
-        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        streams = [await asyncio.open_connection("127.0.0.1", proxy.port) for _ in range(2)]
         began = time.monotonic()
-        writer.write(wire)
-        echoed = await asyncio.wait_for(reader.readexactly(len(wire)), 10)
+        for _, writer in streams:  # interleaved on two connections: each keeps its own framing
+            writer.write(wire[:70_000])
+        for _, writer in streams:
+            writer.write(wire[70_000:])
+        echoed = [await asyncio.wait_for(reader.readexactly(len(wire)), 10) for reader, _ in streams]
         elapsed = time.monotonic() - began
-        writer.close()
-        await writer.wait_closed()
-    assert echoed == wire
+        for _, writer in streams:
+            writer.close()
+            await writer.wait_closed()
+    assert echoed == [wire, wire]
     assert elapsed >= 0.1  # 50 ms there and 50 ms back, at least
-    assert proxy.requests == 2
-    assert proxy.connections == 1
+    assert proxy.requests == 4
+    assert proxy.connections == 2
 
 
 async def test_proxy_refuses_connections_beyond_its_limit_and_stops_by_itself() -> None:
