@@ -97,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="scenarios: " + "; ".join(f"{name}: {what}" for name, (what, _) in SCENARIOS.items()),
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes: the whole suite in under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes: the whole suite in a few minutes")
     parser.add_argument("--only", action="append", choices=list(SCENARIOS), metavar="NAME",
                         help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json",
