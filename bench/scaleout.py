@@ -21,6 +21,7 @@ import asyncio
 import secrets
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,11 @@ async def release_when_ready(redis: Redis, logs: list[Path], procs: list[subproc
 
 
 async def _drain(run: Run, redis: Redis, name: str, procs: list[subprocess.Popen[bytes]], *, staging: str,
-                 queue: str, events: int) -> Drain:
+                 queue: str, events: int, on_release: Callable[[], object] = lambda: None) -> Drain:
     logs = [run.subdir("logs") / f"worker-{name}-{i}.log" for i in range(len(procs))]
     try:
         await release_when_ready(redis, logs, procs, staging, queue)
+        on_release()
         return await drain_time(redis, queue, events, procs, within=max(120.0, events / 2))
     except (RuntimeError, TimeoutError) as exc:
         raise RuntimeError(f"{exc}\n{log_tail(logs[0])}") from exc
@@ -152,7 +154,7 @@ async def _d1_grid(run: Run, url: str, token: str, migration_token: str) -> None
     per_event = [v for d, w, t in configs if t != "warmup"
                  and (v := run.value(f"scaleout.d1.{d}ms.{w}w{f'.{t}' if t else ''}.requests_per_event")) is not None]
     run.record("scaleout.d1.requests_per_event_max", "D1: HTTP requests per applied event, worst configuration",
-               max(per_event) if per_event else None, "req/event", "drain phases, incl. start-up sweeps")
+               max(per_event) if per_event else None, "req/event", "drain phases, start-up excluded")
 
 
 async def _d1_config(run: Run, url: str, token: str, *, delay_ms: int, workers: int, tag: str,
@@ -178,12 +180,14 @@ async def _d1_config(run: Run, url: str, token: str, *, delay_ms: int, workers: 
         redis = Redis.from_url(run.redis_url)
         try:
             with WorkerGroup(env, logs, name, workers) as procs:
-                drain = await _drain(run, redis, name, procs, staging=staging, queue=queue, events=n)
-                drained_requests = to_worker.requests
+                before: list[int] = []  # the requests of the workers' start-up (before the jobs were released)
+                drain = await _drain(run, redis, name, procs, staging=staging, queue=queue, events=n,
+                                     on_release=lambda: before.append(to_worker.requests))
+                drained_requests = to_worker.requests - before[0]
                 run.record(key, f"{what}: drain", drain.per_second,
                            "events/s", f"{drain.depth_at_start} timed events")
-                run.record(f"{key}.requests_per_event", f"{what}: requests per event",
-                           drained_requests / n, "req/event", f"{drained_requests} through the proxy for {n}")
+                run.record(f"{key}.requests_per_event", f"{what}: requests per event", drained_requests / n,
+                           "req/event", f"{drained_requests} through the proxy for {n}; start-up: {before[0]}")
                 rate = max(2.0, drain.per_second / 2)
                 paced = paced_refs[:max(1, int(min(len(paced_refs), rate * PACED_SECONDS_MAX)))]
                 run.log(f"scaleout: {what}: {len(paced)} events at {rate:,.0f}/s")
