@@ -43,15 +43,16 @@ def _require_ingress() -> None:
         raise NotAvailable(f"the ingress (ingress/app.py) is not importable: {exc}") from exc
 
 
-async def _template(run: Run, invoices: int, secret: str, key: str) -> Path:
-    """Invoices of one studio, whose Razorpay account (BENCH_ACCOUNT) signs every webhook."""
+async def _template(run: Run, invoices: int, secret: str, key: str, folder: str = "ingress") -> Path:
+    """Invoices of one studio, whose Razorpay account (BENCH_ACCOUNT) signs every webhook, in a new file
+    `<folder>/template.db` (each scenario its own: `latency` runs after `ingress` in one run)."""
     from datetime import UTC, datetime  # noqa: PLC0415
 
     from events.ids import new_id  # noqa: PLC0415
     from gateways.accounts import AccountStore, Credentials  # noqa: PLC0415
     from gateways.secretbox import FernetBox  # noqa: PLC0415
 
-    path = run.subdir("ingress") / "template.db"
+    path = run.subdir(folder) / "template.db"
     db = await SqliteDatabase.open(path)
     try:
         await migrate(db)

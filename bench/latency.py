@@ -132,7 +132,7 @@ async def run_latency(run: Run) -> None:
     secret, key = secrets.token_hex(16), new_key()
     count = int(PLANNED_PER_SECOND * seconds)
     run.log(f"latency: seeding {count} invoices and signing {count} payment.captured webhooks")
-    template = await _template(run, count, secret, key)
+    template = await _template(run, count, secret, key, folder="latency")
     webhooks = run.subdir("latency") / "webhooks.jsonl"
     write_webhooks(str(webhooks), run.extra.pop("_ingress_refs"), 118_000, secret)
     hook_path = run.extra["_ingress_path"]
