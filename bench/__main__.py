@@ -47,6 +47,18 @@ async def _ingress(run: Run) -> None:
     await run_ingress(run)
 
 
+async def _latency(run: Run) -> None:
+    from bench.latency import run_latency  # noqa: PLC0415
+
+    await run_latency(run)
+
+
+async def _scaleout(run: Run) -> None:
+    from bench.scaleout import run_scaleout  # noqa: PLC0415
+
+    await run_scaleout(run)
+
+
 async def _scrape(run: Run) -> None:
     from bench.scrape import run_scrape  # noqa: PLC0415
 
@@ -70,6 +82,9 @@ SCENARIOS: dict[str, tuple[str, Callable[[Run], Awaitable[None]]]] = {
     "apply": ("payment-captured events drained by 1 and 2 worker processes on SQLite", _apply),
     "d1": ("the apply path on the D1 bridge under miniflare: events/s, HTTP requests per event", _d1),
     "ingress": ("signed Razorpay webhooks: fixed rate, saturation, end-to-end latency", _ingress),
+    "latency": ("pipeline capacity (ingress + 1 worker), then end to end at 25/50/75 % of it and 100/s",
+                _latency),
+    "scaleout": ("1, 2, 4 worker processes on SQLite and on D1 behind a 0/25/100 ms-each-way proxy", _scaleout),
     "billing": ("closing a billing period for many orgs with media and notifications", _billing),
     "pickup": ("outbox rows written straight into D1/SQLite: commit → enqueued/applied, with 100k more rows",
                _pickup),
@@ -82,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="scenarios: " + "; ".join(f"{name}: {what}" for name, (what, _) in SCENARIOS.items()),
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes: the whole suite in under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes: the whole suite in a few minutes")
     parser.add_argument("--only", action="append", choices=list(SCENARIOS), metavar="NAME",
                         help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json",

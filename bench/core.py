@@ -30,6 +30,10 @@ class Sizes:
     billing_notifications_per_org: int
     pickup_events: int = 100
     pickup_inbox_rows: int = 100_000
+    latency_seconds: float = 10.0  # each phase of `latency`
+    scaleout_events: int = 1_000  # events drained per configuration of `scaleout`
+    scaleout_paced: int = 150  # events offered open-loop per configuration (end-to-end latency)
+    scaleout_delays_ms: tuple[int, ...] = (0, 25, 100)  # added each way by the proxy in front of D1
 
 
 FULL = Sizes(
@@ -41,7 +45,7 @@ QUICK = Sizes(
     noop_jobs=2_000, noop_jobs_default=600, sqlite_batches=1_000, redis_requests=20_000,
     apply_events=500, apply_events_default=150, hot_events=50, d1_events=120, ingress_seconds=2.0,
     billing_orgs=(100, 1_000), billing_media_per_org=100, billing_notifications_per_org=10,
-    pickup_events=40, pickup_inbox_rows=100_000,
+    pickup_events=40, pickup_inbox_rows=100_000, latency_seconds=4.0, scaleout_events=300, scaleout_paced=40,
 )
 
 

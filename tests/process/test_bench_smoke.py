@@ -43,7 +43,7 @@ def test_targets_report_pass_and_miss_with_their_margin(tmp_path: Path) -> None:
         == ("PASS", 0.25)  # 0.75 against 0.6: 25% headroom
     assert (verdicts["ingress.fixed_p99_ms"]["verdict"], verdicts["ingress.fixed_p99_ms"]["margin"]) \
         == ("MISS", -0.25)  # 12.5 ms against 10 ms: 25% over
-    assert verdicts["e2e.p99_ms"]["verdict"] == "n/a"
+    assert verdicts["latency.50pct.p99_ms"]["verdict"] == "n/a"
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -65,6 +65,8 @@ def test_bench_help_lists_the_scenarios() -> None:
                           timeout=30, check=True)
     assert "--quick" in done.stdout
     assert "ingress" in done.stdout
+    assert "latency" in done.stdout
+    assert "scaleout" in done.stdout
 
 
 def test_pickup_latencies_are_measured_per_event_with_old_ids_apart(tmp_path: Path) -> None:
