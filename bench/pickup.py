@@ -230,16 +230,17 @@ async def run_pickup(run: Run) -> None:
         raise NotAvailable(f"the outbox harness is missing: {exc}") from exc
     from bench.pickup_engines import measure_engine  # noqa: PLC0415
 
-    token = secrets.token_hex(16)
+    token, migration_token = secrets.token_hex(16), secrets.token_hex(16)
     with provider_servers() as servers:
         run.log("pickup: starting the app Worker + D1 bridge (one D1) under miniflare")
         try:
-            app = start_outbox_app(token)
+            app = start_outbox_app(token, migration_token=migration_token)
             urls = app.__enter__()
         except RuntimeError as exc:
             raise NotAvailable(f"the outbox harness could not start (node/npm/miniflare): {exc}") from exc
         try:
-            await measure_engine(run, "d1", servers.url, app_urls=urls, token=token)
+            await measure_engine(run, "d1", servers.url, app_urls=urls, token=token,
+                                 migration_token=migration_token)
         finally:
             app.__exit__(None, None, None)
         await measure_engine(run, "sqlite", servers.url)

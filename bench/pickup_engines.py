@@ -26,22 +26,23 @@ from bench.pickup import (
 from store import Database
 
 
-async def _database(run: Run, engine: str, app_urls: Any, token: str | None) -> tuple[Database, str]:
+async def _database(run: Run, engine: str, app_urls: Any, token: str | None,
+                    migration_token: str | None) -> tuple[Database, str]:
     from store.migrate import migrate  # noqa: PLC0415
 
     if engine == "d1":
         from store.d1 import D1BridgeDatabase  # noqa: PLC0415
 
-        db: Database = D1BridgeDatabase(app_urls.bridge_url, token or "")
-        url = f"d1+{app_urls.bridge_url}"
-    else:
-        from store.sqlite import SqliteDatabase  # noqa: PLC0415
+        # The bridge is least-privilege: schema changes only with the migration token, data with the other.
+        async with D1BridgeDatabase(app_urls.bridge_url, migration_token or "", setting="D1_MIGRATION_TOKEN") as admin:
+            await migrate(admin)
+        return D1BridgeDatabase(app_urls.bridge_url, token or ""), f"d1+{app_urls.bridge_url}"
+    from store.sqlite import SqliteDatabase  # noqa: PLC0415
 
-        path = run.subdir("pickup-sqlite") / "studiovault.db"
-        db = await SqliteDatabase.open(path)
-        url = f"sqlite:///{path}"
+    path = run.subdir("pickup-sqlite") / "studiovault.db"
+    db = await SqliteDatabase.open(path)
     await migrate(db)
-    return db, url
+    return db, f"sqlite:///{path}"
 
 
 async def _wait_for(condition: Any, within: float, what: str) -> float:
@@ -54,7 +55,7 @@ async def _wait_for(condition: Any, within: float, what: str) -> float:
 
 
 async def measure_engine(run: Run, engine: str, providers_url: str, *, app_urls: Any = None,
-                         token: str | None = None) -> None:
+                         token: str | None = None, migration_token: str | None = None) -> None:
     from bootstrap.worker import worker_settings  # noqa: PLC0415
     from config import Settings  # noqa: PLC0415
     from events.publish import Publisher  # noqa: PLC0415
@@ -65,7 +66,7 @@ async def measure_engine(run: Run, engine: str, providers_url: str, *, app_urls:
 
     big, queue = run.sizes.pickup_inbox_rows, f"bench:pickup:{engine}"
     label = {"d1": "D1 outbox (app Worker, miniflare)", "sqlite": "SQLite outbox-style writer"}[engine]
-    db, url = await _database(run, engine, app_urls, token)
+    db, url = await _database(run, engine, app_urls, token, migration_token)
     tenant = await make_tenant(db, org_config={"notifications": {"quiet_hours": None}})
     settings = Settings.from_fields(database_url=url, d1_bridge_token=token, redis_url=run.redis_url,
                                     queue_name=queue, log_json=True, scheduled_jobs=False,
