@@ -17,8 +17,9 @@ from config import Settings
 from core.redact import redact_url
 from events.publish import Publisher
 from ingress.app import create_app
-from ingress.grouping import GroupedDatabase
+from ingress.grouping import GroupedDatabase, GroupedQueue
 from ingress.pipeline import IngressDeps
+from jobqueue import BatchQueue, Queue
 from observability.metrics import IngressMetrics
 
 log = structlog.get_logger("studiovault.ingress")
@@ -62,10 +63,11 @@ def build_app(settings: Settings, *, own_process: bool = False) -> Starlette:
             log.info("ingress_started", database=redact_url(settings.database.database_url),
                      queue=settings.queue.queue_name)
             checks = {"database": database, "migrations": migrations, "redis": ping_redis}
-            # Concurrent requests share reads and one write transaction (ingress.grouping); the
-            # readiness checks and the account lookups keep to the plain connection.
+            # Concurrent requests share reads, one write transaction and one Redis round trip
+            # (ingress.grouping); the readiness checks and the account lookups keep to the plain ones.
             grouped = GroupedDatabase(res.db)
-            deps = IngressDeps(db=grouped, publisher=Publisher(grouped, queue), checks=checks, metrics=metrics,
+            enqueues: Queue = GroupedQueue(queue) if isinstance(queue, BatchQueue) else queue
+            deps = IngressDeps(db=grouped, publisher=Publisher(grouped, enqueues), checks=checks, metrics=metrics,
                                accounts=account_directory(res.db, settings.gateways))
             if own_process:
                 quiet_gc()

@@ -1,5 +1,6 @@
-"""The ingress's shared database calls (`ingress.grouping`): concurrent inbox inserts commit together,
-and each caller still gets its own outcome — inserted, duplicate, or its own failure — on both engines."""
+"""The ingress's shared calls (`ingress.grouping`): concurrent inbox inserts commit together, and each
+caller still gets its own outcome — inserted, duplicate, or its own failure — on both engines; concurrent
+enqueues share one Redis round trip that writes exactly the jobs arq's own `enqueue_job` writes."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
+from arq.connections import ArqRedis
+from arq.jobs import Job
 
 from events import inbox
 from events.envelope import Envelope, envelope_for
 from events.ids import new_id
-from ingress.grouping import GroupedDatabase
+from ingress.grouping import GroupedDatabase, GroupedQueue
+from jobqueue import Job as Job_
+from jobqueue.arq_redis import APPLY_JOB, ArqQueue, deserialize
 from store import ConstraintViolation, Database, Statement, TransientError
 from store.port import Row
 from store.sqlite import SqliteDatabase
@@ -112,3 +117,42 @@ async def test_a_caller_that_gives_up_does_not_hold_up_the_others(db: Database) 
     assert third == [1]
     with pytest.raises(asyncio.CancelledError):
         await second
+
+
+async def test_enqueue_many_writes_the_jobs_arq_enqueue_job_writes(arq_redis: ArqRedis) -> None:
+    queue = ArqQueue(arq_redis, "test:events")
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    assert await queue.enqueue('{"one": 1}', "evt_single") is True
+
+    answers = await queue.enqueue_many([('{"two": 2}', "evt_a", None), ('{"three": 3}', "evt_b", later),
+                                        ('{"again": 1}', "evt_single", None)])
+
+    assert answers == [True, True, False]  # a job id the queue holds is refused, as arq refuses it
+    single, batched, deferred = [await Job(i, arq_redis, _deserializer=deserialize).info()
+                                 for i in ("evt_single", "evt_a", "evt_b")]
+    for info, arg in ((single, '{"one": 1}'), (batched, '{"two": 2}'), (deferred, '{"three": 3}')):
+        assert info is not None
+        assert (info.function, list(info.args), info.kwargs) == (APPLY_JOB, [arg], {})
+        assert not info.job_try
+    assert await arq_redis.zscore("test:events", "evt_b") == int(later.timestamp() * 1000)
+    assert 0 < await arq_redis.pttl("arq:job:evt_a") <= 86_400_000
+    await arq_redis.set("arq:result:evt_done", b"x")  # a job that ran keeps its result key: not re-enqueued
+    assert await queue.enqueue_many([("{}", "evt_done", None)]) == [False]
+
+
+async def test_concurrent_enqueues_share_a_round_trip_and_each_gets_its_answer(arq_redis: ArqRedis) -> None:
+    calls: list[int] = []
+
+    class Counting(ArqQueue):
+        async def enqueue_many(self, jobs: Sequence[Job_]) -> list[bool]:
+            calls.append(len(jobs))
+            return await super().enqueue_many(jobs)
+
+    grouped = GroupedQueue(Counting(arq_redis, "test:events"))
+    ids = [f"evt_{i % 10}" for i in range(20)]
+
+    answers = await asyncio.gather(*(grouped.enqueue("{}", i) for i in ids))
+
+    assert sorted(answers) == [False] * 10 + [True] * 10
+    assert len(calls) < len(ids)
+    assert await arq_redis.zcard("test:events") == 10
