@@ -3,6 +3,7 @@ checks, the pipeline-state refresher behind `GET /metrics`, and tracing when con
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -14,15 +15,29 @@ from bootstrap.resources import open_resources, require_migrated
 from bootstrap.telemetry import start_state_refresher, start_tracing
 from config import Settings
 from core.redact import redact_url
+from events.publish import Publisher
 from ingress.app import create_app
+from ingress.grouping import GroupedDatabase, GroupedQueue
 from ingress.pipeline import IngressDeps
+from jobqueue import BatchQueue, Queue
 from observability.metrics import IngressMetrics
 
 log = structlog.get_logger("studiovault.ingress")
 
 
-def build_app(settings: Settings) -> Starlette:
-    """The ingress app for `settings`; connections open in its lifespan (uvicorn's start-up)."""
+def quiet_gc() -> None:
+    """Keep the collector's pauses off the request path. Measured at 500 webhooks/s before: a gen-1
+    collection every ~0.2 s took ~10 ms and a gen-2 ~40 ms (it walks every object imported at start-up),
+    and each one stalled every request in flight. What exists once started lives as long as the process:
+    frozen, the collector never walks it again; and gen 0 runs a tenth as often (requests make few cycles)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(7_000, 10, 10)
+
+
+def build_app(settings: Settings, *, own_process: bool = False) -> Starlette:
+    """The ingress app for `settings`; connections open in its lifespan (uvicorn's start-up).
+    `own_process`: the app is the process (`studiovault ingress`), so it may tune the process's collector."""
 
     @asynccontextmanager
     async def open_deps() -> AsyncIterator[IngressDeps]:
@@ -48,7 +63,14 @@ def build_app(settings: Settings) -> Starlette:
             log.info("ingress_started", database=redact_url(settings.database.database_url),
                      queue=settings.queue.queue_name)
             checks = {"database": database, "migrations": migrations, "redis": ping_redis}
-            yield IngressDeps(db=res.db, publisher=res.publisher, checks=checks, metrics=metrics,
-                              accounts=account_directory(res.db, settings.gateways))
+            # Concurrent requests share reads, one write transaction and one Redis round trip
+            # (ingress.grouping); the readiness checks and the account lookups keep to the plain ones.
+            grouped = GroupedDatabase(res.db)
+            enqueues: Queue = GroupedQueue(queue) if isinstance(queue, BatchQueue) else queue
+            deps = IngressDeps(db=grouped, publisher=Publisher(grouped, enqueues), checks=checks, metrics=metrics,
+                               accounts=account_directory(res.db, settings.gateways))
+            if own_process:
+                quiet_gc()
+            yield deps
 
     return create_app(settings.ingress, open_deps)

@@ -77,5 +77,6 @@ def ingress(
     from bootstrap.ingress import build_app  # noqa: PLC0415
 
     config = settings()
-    uvicorn.run(build_app(config), host=host or config.ingress.ingress_host, port=port or config.ingress.ingress_port,
-                log_config=None, proxy_headers=False, ws="none", timeout_graceful_shutdown=10)
+    uvicorn.run(build_app(config, own_process=True), host=host or config.ingress.ingress_host,
+                port=port or config.ingress.ingress_port, log_config=None, proxy_headers=False, ws="none",
+                timeout_graceful_shutdown=10)

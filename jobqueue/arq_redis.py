@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
 from arq.connections import ArqRedis
+from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms, to_unix_ms
+
+from jobqueue.port import Job
 
 APPLY_JOB = "apply_event"
+# arq's `enqueue_job` for several jobs in one round trip, atomically per job as arq's WATCH/MULTI is: a job
+# whose job or result key exists is refused (0); else its job key is set with its expiry and its id
+# scored into the queue (1). KEYS: job key, result key per job; ARGV: queue, then id, score, expiry ms,
+# payload per job.
+_ENQUEUE_MANY = """
+local out = {}
+for i = 1, #KEYS / 2 do
+  local a = 2 + (i - 1) * 4
+  if redis.call('EXISTS', KEYS[2 * i - 1], KEYS[2 * i]) > 0 then
+    out[i] = 0
+  else
+    redis.call('PSETEX', KEYS[2 * i - 1], ARGV[a + 2], ARGV[a + 3])
+    redis.call('ZADD', ARGV[1], ARGV[a + 1], ARGV[a])
+    out[i] = 1
+  end
+end
+return out
+"""
 
 
 def serialize(job: dict[str, Any]) -> bytes:
@@ -53,6 +77,22 @@ class ArqQueue:
             APPLY_JOB, envelope_json, _job_id=event_id, _queue_name=self.queue_name, _defer_until=defer_until
         )
         return job is not None
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[bool]:
+        """`enqueue` for each job in one round trip (a Lua script doing what arq's `enqueue_job` does)."""
+        if not jobs:
+            return []
+        now = timestamp_ms()
+        keys: list[str] = []
+        args: list[str] = [self.queue_name]
+        for envelope_json, event_id, defer_until in jobs:
+            score = to_unix_ms(defer_until) if defer_until is not None else now
+            keys += [job_key_prefix + event_id, result_key_prefix + event_id]
+            args += [event_id, str(score), str(score - now + expires_extra_ms),
+                     serialize_job(APPLY_JOB, (envelope_json,), {}, None, now, serializer=serialize).decode()]
+        # redis-py types `eval` for its sync and async clients at once
+        answers: list[int] = await self.redis.eval(_ENQUEUE_MANY, len(keys), *keys, *args)  # type: ignore[misc]
+        return [bool(a) for a in answers]
 
     async def depth(self) -> int:
         return int(await self.redis.zcard(self.queue_name))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Queue(Protocol):
@@ -16,6 +17,19 @@ class Queue(Protocol):
 
     async def depth(self) -> int:
         """Jobs waiting or scheduled."""
+        ...
+
+
+# One job to enqueue: (envelope_json, event_id, defer_until), as `Queue.enqueue` takes them.
+Job = tuple[str, str, datetime | None]
+
+
+@runtime_checkable
+class BatchQueue(Queue, Protocol):
+    """A `Queue` that can enqueue several jobs in one round trip (the ingress groups its requests' jobs)."""
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[bool]:
+        """`enqueue` for each job, in one call: True enqueued, False already held; raises if the queue fails."""
         ...
 
 
