@@ -68,6 +68,7 @@ class PipelineWorker(Worker):
         self._sentinel_checked: float | None = None
         self._claimer: Claimer | None = None
         self._finisher: Finisher | None = None
+        self._slot_freed = asyncio.Event()
 
     async def main(self) -> None:
         watchdog = asyncio.ensure_future(self._watch_for_a_stuck_poll())
@@ -142,21 +143,19 @@ class PipelineWorker(Worker):
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """arq's, but the jobs that fit the free slots are claimed in ONE Redis call (`workers.claim`)
-        instead of four round trips each; slots are taken as arq takes them (waiting for the first, as
-        its poller does) and given back for jobs not claimed, or when Redis fails half-way (arq would
-        leak them, and after a few outages a worker would have no capacity left)."""
+        instead of four round trips each. With every slot taken, it waits up to `poll_delay` for one to
+        free (arq's slow per-job start gave its jobs that time) before leaving the rest to the next poll.
+        Slots are given back for jobs not claimed, or when Redis fails half-way (arq would leak them,
+        and after a few outages a worker would have no capacity left)."""
         if self._claimer is None:
             self._claimer = Claimer(self.pool, self.queue_name, int(self.in_progress_timeout_s * 1000))
         pending = [job_id.decode() for job_id in job_ids]
-        while pending:
-            await self.sem.acquire()
-            if self.job_counter >= self.max_jobs:
-                self.sem.release()
+        while pending and self.allow_pick_jobs:
+            if self.job_counter >= self.max_jobs and not await self._a_slot_frees():
                 return
-            self.job_counter += 1
-            slots = 1
-            while slots < len(pending) and self.job_counter < self.max_jobs and not self.sem.locked():
-                await self.sem.acquire()  # free: returns at once
+            slots = 0
+            while slots < len(pending) and self.job_counter < self.max_jobs:
+                await self.sem.acquire()  # a slot is free: returns at once
                 self.job_counter += 1
                 slots += 1
             batch, pending = pending[:slots], pending[slots:]
@@ -168,8 +167,19 @@ class PipelineWorker(Worker):
             self._free_slots(slots - len(claimed))
             for job_id, score in claimed:
                 task = self.loop.create_task(self.run_job(job_id, score))
-                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+                task.add_done_callback(self._job_ended)
                 self.tasks[job_id] = task
+
+    def _job_ended(self, _: asyncio.Task[None]) -> None:
+        self._release_sem_dec_counter_on_complete()
+        self._slot_freed.set()
+
+    async def _a_slot_frees(self) -> bool:
+        self._slot_freed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.poll_delay_s):
+                await self._slot_freed.wait()
+        return self.job_counter < self.max_jobs
 
     async def finish_job(self, job_id: str, finish: bool, result_data: bytes | None,  # noqa: PLR0917 - arq's
                          result_timeout_s: float | None, keep_result_forever: bool, incr_score: int | None,
