@@ -142,3 +142,21 @@ async def test_an_idle_caller_goes_alone_at_once(coalesced: CoalescingDatabase) 
     assert await coalesced.batch([]) == []
     assert await coalesced.query("SELECT name FROM organizations WHERE name = 'idle'") == [{"name": "idle"}]
     assert coalesced.engine_calls == (reads + 1, writes + 1)
+
+
+@pytest.mark.parametrize("on", [True, False])
+async def test_the_worker_coalesces_unless_told_not_to(sqlite_db: Database, redis_url: str, on: bool) -> None:
+    """`SV_COALESCE` (default on) puts the wrapper inside the instruments: errors and spans stay per unit."""
+    from arq.connections import ArqRedis  # noqa: PLC0415
+
+    from bootstrap.worker import build_deps  # noqa: PLC0415
+    from tests.support.pipeline import fast_settings  # noqa: PLC0415
+
+    settings = fast_settings(f"sqlite:///{sqlite_db.path}", redis_url, coalesce=on)  # type: ignore[attr-defined]
+    redis = ArqRedis.from_url(redis_url)
+    deps = await build_deps(settings, redis)
+    try:
+        assert isinstance(deps.db.inner, CoalescingDatabase) is on  # type: ignore[attr-defined]
+    finally:
+        await deps.close()
+        await redis.aclose()
