@@ -17,7 +17,10 @@ D1's limits (statements per bridge request, bytes per request). A caller cancell
 dropped from its group before it is sent; one cancelled while its group is in flight is cancelled as
 a lone call would be (its unit may have committed: its guards make a replay harmless) and the others
 are not disturbed. Ordering per lock key is the caller's (`workers.locks`): units on one key are never
-in flight together, so they never share a group.
+in flight together, so they never share a group nor run in two groups at once.
+
+`in_flight` engine calls of each kind may run at once: 1 suits SQLite (one writer, one reader thread);
+over a network (D1) a second call in flight halves the wait of callers arriving during one round trip.
 """
 
 from __future__ import annotations
@@ -63,18 +66,19 @@ class _Lane(Generic[Item, Result]):
     exception per item, in order; an exception it raises is every item's."""
 
     def __init__(self, run: Callable[[list[Item]], Awaitable[list[Result | Exception]]],
-                 weigh: Callable[[Item], tuple[int, int]], max_calls: int) -> None:
-        self._run, self._weigh, self._max_calls = run, weigh, max_calls
+                 weigh: Callable[[Item], tuple[int, int]], max_calls: int, in_flight: int) -> None:
+        self._run, self._weigh, self._max_calls, self._in_flight = run, weigh, max_calls, in_flight
         self._queue: deque[_Waiter] = deque()
-        self._drainer: asyncio.Task[None] | None = None
+        self._drainers: set[asyncio.Task[None]] = set()
         self.calls = 0  # engine calls made (tests and benchmarks read it)
 
     async def submit(self, item: Item) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if self._drainer is None or self._drainer.done():
+        self._drainers = {d for d in self._drainers if not d.done()}  # a done one may not have said so yet
+        if len(self._drainers) < self._in_flight:
             # Its own context: the group's engine call belongs to no one caller's log or trace context.
-            self._drainer = asyncio.get_running_loop().create_task(self._drain(), context=contextvars.Context())
+            self._drainers.add(asyncio.get_running_loop().create_task(self._drain(), context=contextvars.Context()))
         return await future  # cancelling the caller cancels the future: a queued item is then skipped
 
     def _take(self) -> list[_Waiter]:
@@ -113,21 +117,22 @@ class _Lane(Generic[Item, Result]):
                     future.set_result(result)
 
     async def close(self) -> None:
-        if self._drainer is not None and not self._drainer.done():
-            self._drainer.cancel()
-            await asyncio.gather(self._drainer, return_exceptions=True)
+        drainers = list(self._drainers)
+        for drainer in drainers:
+            drainer.cancel()
+        await asyncio.gather(*drainers, return_exceptions=True)
 
 
 class CoalescingDatabase:
     """A `Database` whose concurrent callers share engine calls (see the module); other attributes of the
     database it wraps pass through (`path`, `requests`)."""
 
-    def __init__(self, inner: Database, max_calls: int = MAX_GROUP_CALLS) -> None:
+    def __init__(self, inner: Database, max_calls: int = MAX_GROUP_CALLS, in_flight: int = 1) -> None:
         self.inner = inner
         self._reads: _Lane[Sequence[Statement], list[list[Row]]] = _Lane(
-            self._read_group, lambda s: (len(s), _size(s)), max_calls)
+            self._read_group, lambda s: (len(s), _size(s)), max_calls, in_flight)
         self._writes: _Lane[Sequence[Statement], list[int]] = _Lane(
-            self._write_group, lambda s: (len(s), _size(s)), max_calls)
+            self._write_group, lambda s: (len(s), _size(s)), max_calls, in_flight)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

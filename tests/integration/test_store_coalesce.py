@@ -43,7 +43,9 @@ async def names(db: Database, prefix: str) -> set[str]:
     return {str(r["name"]) for r in rows}
 
 
-async def test_concurrent_units_commit_together_and_each_gets_its_own_outcome(coalesced: CoalescingDatabase) -> None:
+@pytest.mark.parametrize("in_flight", [1, 2])
+async def test_concurrent_units_commit_together_and_each_gets_its_own_outcome(db: Database, in_flight: int) -> None:
+    coalesced = CoalescingDatabase(db, in_flight=in_flight)
     t = await make_tenant(coalesced)
     guard = expect_rows("SELECT count(*) FROM organizations WHERE id = 'org_missing'", (), code="inbox")
     taken = insert_org("unit-taken")
@@ -72,7 +74,9 @@ async def test_concurrent_units_commit_together_and_each_gets_its_own_outcome(co
     assert writes_after - writes_before < 40  # they really shared engine calls
 
 
-async def test_concurrent_reads_share_calls_and_each_gets_its_own_rows(coalesced: CoalescingDatabase) -> None:
+@pytest.mark.parametrize("in_flight", [1, 2])
+async def test_concurrent_reads_share_calls_and_each_gets_its_own_rows(db: Database, in_flight: int) -> None:
+    coalesced = CoalescingDatabase(db, in_flight=in_flight)
     tenants = [await make_tenant(coalesced) for _ in range(3)]
     reads_before, _ = coalesced.engine_calls
 
