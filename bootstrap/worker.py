@@ -23,7 +23,6 @@ from bootstrap.resources import Unavailable, open_redis, require_migrated
 from bootstrap.senders import http_client, notify_services
 from bootstrap.telemetry import start_metrics_server, start_state_refresher, start_tracing
 from config import Settings
-from config.sections import SQLITE_PREFIX
 from core.clock import utc_now
 from events.publish import Publisher
 from handlers.base import Router, Services
@@ -61,8 +60,7 @@ async def build_deps(settings: Settings, redis: ArqRedis, router: Router = ROUTE
     try:
         raw_db = await open_database(settings.database)
         if settings.worker.coalesce:  # inside the instruments: errors and spans stay per unit of work
-            local = settings.database.database_url.startswith(SQLITE_PREFIX)
-            raw_db = CoalescingDatabase(raw_db, in_flight=1 if local else 2)  # 2: D1 is a round trip away
+            raw_db = CoalescingDatabase(raw_db)
         stack.push_async_callback(raw_db.close)
         db = InstrumentedDatabase(raw_db, metrics)
         http = http_client()

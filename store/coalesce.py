@@ -19,8 +19,10 @@ a lone call would be (its unit may have committed: its guards make a replay harm
 are not disturbed. Ordering per lock key is the caller's (`workers.locks`): units on one key are never
 in flight together, so they never share a group nor run in two groups at once.
 
-`in_flight` engine calls of each kind may run at once: 1 suits SQLite (one writer, one reader thread);
-over a network (D1) a second call in flight halves the wait of callers arriving during one round trip.
+`in_flight` engine calls of each kind may run at once (default 1). SQLite has one writer and one reader
+thread, so more would only queue there; on D1 a second call in flight shortens the wait of callers who
+arrive during a round trip, but measured at 50 ms RTT it did not raise throughput (0.42 vs 0.49 of the
+zero-latency rate, in noisy runs) and it raised requests per event (0.25 vs 0.17), so the worker uses 1.
 """
 
 from __future__ import annotations
