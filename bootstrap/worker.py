@@ -31,6 +31,7 @@ from jobqueue.arq_redis import ArqQueue
 from jobqueue.redis_cursor import RedisFeedCursor, feed_prefix
 from observability.instruments import CountingQueue, InstrumentedDatabase
 from observability.metrics import WorkerMetrics
+from store.coalesce import CoalescingDatabase
 from workers import runtime
 from workers.deps import Deps
 from workers.failpoints import Failpoints
@@ -58,6 +59,8 @@ async def build_deps(settings: Settings, redis: ArqRedis, router: Router = ROUTE
     metrics = WorkerMetrics(router.event_types)
     try:
         raw_db = await open_database(settings.database)
+        if settings.worker.coalesce:  # inside the instruments: errors and spans stay per unit of work
+            raw_db = CoalescingDatabase(raw_db)
         stack.push_async_callback(raw_db.close)
         db = InstrumentedDatabase(raw_db, metrics)
         http = http_client()

@@ -85,6 +85,9 @@ class WorkerSettings(Section):
     # arq's stock poll_delay=0.5 s and max_jobs=10 cap a worker at ~200 jobs/s however fast the jobs are.
     max_jobs: int = Field(50, ge=1)
     poll_delay: float = Field(0.01, gt=0)
+    # Concurrent jobs share engine calls: their read snapshots go in one call, their batches commit
+    # together, each still all-or-nothing (`store.coalesce`). false: one engine call each, for comparison.
+    coalesce: bool = True
     job_timeout: float = Field(30.0, gt=0)  # a SIGKILLed worker's job is re-run after this + 10 s
     # On SIGTERM/SIGINT a worker picks no new job and gives running ones this long to finish; keep it
     # under your supervisor's kill timeout (docker compose: stop_grace_period).

@@ -35,6 +35,11 @@ def system_user_id(org_id: str) -> str:
     return f"usr_{uuid.UUID(int=value)}"
 
 
+# A column for a handler's read snapshot (bind `system_user_id(org_id)`): 1 when the actor exists. Once it
+# does it stays (audit rows reference it and are append-only), so the batch can skip inserting it.
+SYSTEM_USER_EXISTS = "EXISTS (SELECT 1 FROM users WHERE id = ?)"
+
+
 def ensure_system_user(org_id: str, now_ms: int) -> Statement:
     """Create the org's system user unless it exists (a no-op after the first time)."""
     return Statement(
@@ -45,13 +50,14 @@ def ensure_system_user(org_id: str, now_ms: int) -> Statement:
 
 
 def audit_row(audit_id: str, org_id: str, branch_id: str | None, *, event_type: str, severity: str,
-              payload: Mapping[str, Any] | str, now_ms: int) -> list[Statement]:
-    """An append-only audit row by the org's system actor (created on first use), as two statements.
+              payload: Mapping[str, Any] | str, now_ms: int, ensure_user: bool = True) -> list[Statement]:
+    """An append-only audit row by the org's system actor (created on first use), as two statements;
+    one when the caller read that the actor exists (`ensure_user=False`, see `SYSTEM_USER_EXISTS`).
 
     `payload` is a mapping (written as sorted JSON) or JSON text already made."""
     text = payload if isinstance(payload, str) else json.dumps(payload, sort_keys=True)
     return [
-        ensure_system_user(org_id, now_ms),
+        *([ensure_system_user(org_id, now_ms)] if ensure_user else []),
         Statement(
             "INSERT INTO audit_logs (id, org_id, branch_id, actor_user_id, event_type, severity, payload_json,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

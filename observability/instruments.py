@@ -23,6 +23,7 @@ from store import (
     AlreadyApplied,
     ConstraintViolation,
     Database,
+    DatabaseError,
     DatabaseUnavailable,
     SqlValue,
     Statement,
@@ -95,6 +96,19 @@ class InstrumentedDatabase:
             except Exception as exc:
                 self._count(exc)
                 raise
+
+    async def batches(self, units: Sequence[Sequence[Statement]]) -> list[list[int] | DatabaseError]:
+        """Group commit: a unit's error in its slot is counted as its own batch's would be."""
+        with tracing.span("db.batches", kind=SpanKind.CLIENT, attributes={"db.units": len(units)}):
+            try:
+                results = await self.inner.batches(units)
+            except Exception as exc:
+                self._count(exc)
+                raise
+        for result in results:
+            if isinstance(result, DatabaseError):
+                self._count(result)
+        return results
 
     async def close(self) -> None:
         await self.inner.close()

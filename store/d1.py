@@ -1,7 +1,8 @@
 """Cloudflare D1 through the bridge Worker (`d1-bridge/`): the production `Database` adapter.
 
 Every call is one HTTP request to the Worker, which runs it on the bound D1 database:
-`query` -> `POST /query`, `query_many` and `batch` -> `POST /batch` (one D1 transaction). D1's
+`query` -> `POST /query`, `query_many` and `batch` -> `POST /batch` (one D1 transaction), `batches`
+-> `POST /batches` (group commit: each unit its own D1 batch, per-unit results or errors). D1's
 error text comes back verbatim and goes through `store.errors.classify`, so this adapter raises
 the same types as the SQLite one. D1's per-statement limits are checked here, before sending.
 
@@ -91,6 +92,16 @@ def _payload(statements: Sequence[Statement]) -> list[dict[str, Any]]:
     return out
 
 
+def _unit_result(answer: Any, statements: int) -> list[int] | DatabaseError:
+    """One unit's slot of a /batches answer: its changes, or its error classified like a 500's."""
+    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+        return classify(str(answer["error"].get("message", "")))
+    rows = answer.get("results") if isinstance(answer, dict) else None
+    if not isinstance(rows, list) or len(rows) != statements:
+        raise QueryError(f"D1 bridge /batches answered {str(answer)[:200]} for a unit of {statements} statements")
+    return [int(result["changes"]) for result in rows]
+
+
 class D1BridgeDatabase:
     """`Database` on Cloudflare D1 through the bridge Worker at `url` (`https://...`, or `d1+https://...`).
 
@@ -147,6 +158,30 @@ class D1BridgeDatabase:
         if not statements:
             return []
         return [int(result["changes"]) for result in await self._batch(statements)]
+
+    async def batches(self, units: Sequence[Sequence[Statement]]) -> list[list[int] | DatabaseError]:
+        """Every non-empty unit in ONE request; a unit failing the limits here is not sent."""
+        results: list[list[int] | DatabaseError] = []
+        payload: list[dict[str, Any]] = []
+        sent: list[int] = []  # the slot of each unit sent
+        for unit in units:
+            try:
+                statements = _payload(unit)
+            except DatabaseError as exc:
+                results.append(exc)
+                continue
+            results.append([])
+            if statements:
+                sent.append(len(results) - 1)
+                payload.append({"statements": statements})
+        if not payload:
+            return results
+        answers = (await self._post("/batches", {"units": payload})).get("results")
+        if not isinstance(answers, list) or len(answers) != len(payload):
+            raise QueryError(f"D1 bridge /batches answered {str(answers)[:200]} for {len(payload)} units")
+        for slot, body, answer in zip(sent, payload, answers, strict=True):
+            results[slot] = _unit_result(answer, len(body["statements"]))
+        return results
 
     async def close(self) -> None:
         await self._client.aclose()

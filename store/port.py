@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
+from store.errors import DatabaseError
+
 # A value D1 can bind: NULL, INTEGER, REAL, TEXT. Booleans are bound as 0/1 by the adapters.
 SqlValue = None | int | float | str | bool
 
@@ -47,6 +49,17 @@ class Database(Protocol):
 
         Raises `VersionConflict`, `AlreadyApplied`, `ConstraintViolation`, `TransientError`, ... and
         then nothing of the batch was written.
+        """
+        ...
+
+    async def batches(self, units: Sequence[Sequence[Statement]]) -> list[list[int] | DatabaseError]:
+        """Group commit: run each unit as its own all-or-nothing batch, in order, in as few engine calls
+        as the engine allows (SQLite: one transaction, a savepoint per unit; D1: one bridge request).
+
+        A unit's own failure (`VersionConflict`, `AlreadyApplied`, `ConstraintViolation`, a limit or
+        SQL error) is returned in its slot, and fails that unit only; the others commit. A failure of
+        the call itself (`TransientError`, `DatabaseUnavailable`) raises, and then no unit may be
+        assumed committed (nor uncommitted: their guards make a replay harmless, as for `batch`).
         """
         ...
 

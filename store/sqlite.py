@@ -1,7 +1,8 @@
 """The embedded default: a local SQLite file through aiosqlite, behaving like D1.
 
 D1-faithful on purpose: foreign keys on, 100 bound parameters and 100 KB per statement, no
-transactions except `batch()`. A batch is `BEGIN IMMEDIATE ... COMMIT`, rolled back on any error.
+transactions except `batch()`. A batch is `BEGIN IMMEDIATE ... COMMIT`, rolled back on any error;
+`batches()` (group commit) is one such transaction with a SAVEPOINT per unit.
 The file is in WAL mode, so reads (on their own connection) never wait for the writer.
 
 Several worker processes may share the file. SQLite has one writer at a time: within a process the
@@ -27,6 +28,7 @@ from store.port import MAX_PARAMS, MAX_SAFE_INTEGER, MAX_SQL_BYTES, Row, SqlValu
 
 _BUSY_TIMEOUT_MS = 5_000
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 class _D1LimitedConnection(sqlite3.Connection):
@@ -66,8 +68,8 @@ def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Row:
 
 async def _on_thread(
     conn: aiosqlite.Connection,
-    operation: Callable[[sqlite3.Connection, Sequence[Statement]], T],
-    statements: Sequence[Statement],
+    operation: Callable[[sqlite3.Connection, A], T],
+    statements: A,
 ) -> T:
     """Run a whole read snapshot or write batch as ONE call on the connection's aiosqlite thread.
 
@@ -105,6 +107,55 @@ def _write_batch(raw: sqlite3.Connection, statements: Sequence[Statement]) -> li
             raw.execute("ROLLBACK")
         raise
     return changes
+
+
+class _TransactionLost(Exception):
+    """A unit's error ended the whole transaction (SQLite does for a few errors, e.g. SQLITE_FULL, or a
+    trigger's RAISE(ROLLBACK)): the units before it are undone too, so the group is re-run one by one."""
+
+
+def _write_units(
+    raw: sqlite3.Connection, units: Sequence[Sequence[Statement] | DatabaseError]
+) -> list[list[int] | DatabaseError]:
+    """Group commit: ONE IMMEDIATE transaction, a SAVEPOINT per unit, ROLLBACK TO on a unit's own
+    failure, one COMMIT. A unit already failed (a limit, checked before) keeps its error untouched."""
+    results: list[list[int] | DatabaseError] = []
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        for unit in units:
+            if isinstance(unit, DatabaseError) or not unit:
+                results.append(unit if isinstance(unit, DatabaseError) else [])
+                continue
+            raw.execute("SAVEPOINT unit")
+            try:
+                changes = [max(raw.execute(sql, params).rowcount, 0) for sql, params in unit]
+            except sqlite3.Error as exc:
+                error = _error(exc)
+                if isinstance(error, TransientError):
+                    raise  # not this unit's fault: the whole group rolls back and is retried
+                if not raw.in_transaction:
+                    raise _TransactionLost from exc
+                raw.execute("ROLLBACK TO unit")
+                raw.execute("RELEASE unit")
+                results.append(error)
+            else:
+                raw.execute("RELEASE unit")
+                results.append(changes)
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+    return results
+
+
+def _unit_limits(unit: Sequence[Statement]) -> Sequence[Statement] | DatabaseError:
+    try:
+        for statement in unit:
+            _check_limits(*statement)
+    except DatabaseError as exc:
+        return exc
+    return unit
 
 
 class SqliteDatabase:
@@ -153,11 +204,30 @@ class SqliteDatabase:
         async with self._write_lock:
             return await self._retry_locked(self._writer, _write_batch, statements)
 
+    async def batches(self, units: Sequence[Sequence[Statement]]) -> list[list[int] | DatabaseError]:
+        checked = [_unit_limits(unit) for unit in units]
+        if all(isinstance(unit, DatabaseError) or not unit for unit in checked):
+            return [unit if isinstance(unit, DatabaseError) else [] for unit in checked]
+        async with self._write_lock:
+            try:
+                return await self._retry_locked(self._writer, _write_units, checked)
+            except _TransactionLost:
+                pass
+        return [await self._alone(unit) for unit in units]
+
+    async def _alone(self, unit: Sequence[Statement]) -> list[int] | DatabaseError:
+        try:
+            return await self.batch(unit)
+        except TransientError:
+            raise
+        except DatabaseError as exc:
+            return exc
+
     async def _retry_locked(
         self,
         conn: aiosqlite.Connection,
-        operation: Callable[[sqlite3.Connection, Sequence[Statement]], T],
-        statements: Sequence[Statement],
+        operation: Callable[[sqlite3.Connection, A], T],
+        statements: A,
     ) -> T:
         """Run `operation` on `conn`'s thread, retrying while another process holds the write lock."""
         deadline = time.monotonic() + self._lock_wait

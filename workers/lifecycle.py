@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Coroutine
@@ -22,6 +23,7 @@ from typing import Any
 
 import structlog
 from arq.constants import in_progress_key_prefix
+from arq.utils import to_ms
 from arq.worker import Worker
 from redis.exceptions import AuthenticationError, AuthorizationError, BusyLoadingError, ReadOnlyError, WatchError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -29,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from observability.instruments import redis_error_kind
 from producers.redrive import redrive
+from workers.claim import Claimer, Finisher, finish_commands
 from workers.deps import Deps
 from workers.feed import stop_feed
 from workers.heartbeat import Heartbeat
@@ -63,6 +66,9 @@ class PipelineWorker(Worker):
         self._finished_unrecorded: set[str] = set()  # jobs that ran while Redis was gone
         self._background: set[asyncio.Task[None]] = set()
         self._sentinel_checked: float | None = None
+        self._claimer: Claimer | None = None
+        self._finisher: Finisher | None = None
+        self._slot_freed = asyncio.Event()
 
     async def main(self) -> None:
         watchdog = asyncio.ensure_future(self._watch_for_a_stuck_poll())
@@ -136,16 +142,60 @@ class PipelineWorker(Worker):
             self.on_stop(signum)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """arq's, one job at a time, undoing its slot when Redis fails half-way (arq would leak it, and
-        after a few outages a worker would have no capacity left)."""
-        for job_id in job_ids:
+        """arq's, but the jobs that fit the free slots are claimed in ONE Redis call (`workers.claim`)
+        instead of four round trips each. With every slot taken, it waits up to `poll_delay` for one to
+        free (arq's slow per-job start gave its jobs that time) before leaving the rest to the next poll.
+        Slots are given back for jobs not claimed, or when Redis fails half-way (arq would leak them,
+        and after a few outages a worker would have no capacity left)."""
+        if self._claimer is None:
+            self._claimer = Claimer(self.pool, self.queue_name, int(self.in_progress_timeout_s * 1000))
+        pending = [job_id.decode() for job_id in job_ids]
+        while pending and self.allow_pick_jobs:
+            if self.job_counter >= self.max_jobs and not await self._a_slot_frees():
+                return
+            slots = 0
+            while slots < len(pending) and self.job_counter < self.max_jobs:
+                await self.sem.acquire()  # a slot is free: returns at once
+                self.job_counter += 1
+                slots += 1
+            batch, pending = pending[:slots], pending[slots:]
             try:
-                await super().start_jobs([job_id])
-            except REDIS_DOWN:
-                if job_id.decode() not in self.tasks:
-                    self.job_counter -= 1
-                    self.sem.release()
+                claimed = await self._claimer.claim(batch, int(time.time() * 1000))
+            except BaseException:
+                self._free_slots(slots)
                 raise
+            self._free_slots(slots - len(claimed))
+            for job_id, score in claimed:
+                task = self.loop.create_task(self.run_job(job_id, score))
+                task.add_done_callback(self._job_ended)
+                self.tasks[job_id] = task
+
+    def _job_ended(self, _: asyncio.Task[None]) -> None:
+        self._release_sem_dec_counter_on_complete()
+        self._slot_freed.set()
+
+    async def _a_slot_frees(self) -> bool:
+        self._slot_freed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.poll_delay_s):
+                await self._slot_freed.wait()
+        return self.job_counter < self.max_jobs
+
+    async def finish_job(self, job_id: str, finish: bool, result_data: bytes | None,  # noqa: PLR0917 - arq's
+                         result_timeout_s: float | None, keep_result_forever: bool, incr_score: int | None,
+                         keep_in_progress: float | None) -> None:
+        """arq's, in a transaction shared with the jobs finishing at the same moment (`Finisher`)."""
+        if self._finisher is None:
+            self._finisher = Finisher(self.pool)
+        await self._finisher.run(functools.partial(
+            finish_commands, queue_name=self.queue_name, job_id=job_id, finish=finish, result_data=result_data,
+            result_px=None if keep_result_forever or result_timeout_s is None else to_ms(result_timeout_s),
+            incr_score=incr_score, keep_in_progress=keep_in_progress))
+
+    def _free_slots(self, n: int) -> None:
+        for _ in range(n):
+            self.job_counter -= 1
+            self.sem.release()
 
     async def run_job(self, job_id: str, score: int) -> None:
         try:

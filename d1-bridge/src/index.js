@@ -3,8 +3,14 @@
 //   GET  /health                                         -> {"ok": true}                    (no auth)
 //   POST /query  {"sql": "...", "params": [...]}         -> {"rows": [...]}
 //   POST /batch  {"statements": [{"sql", "params"}, ...]} -> {"results": [{"rows", "changes", "last_row_id"}, ...]}
+//   POST /batches {"units": [{"statements": [...]}, ...]}
+//                 -> {"results": [{"results": [{"rows", "changes", "last_row_id"}, ...]} | {"error": {"message"}}, ...]}
 //
 // /batch is ONE D1 transaction (env.DB.batch): every statement commits or none does.
+// /batches is group commit: each unit is its own env.DB.batch, run in order; a unit that fails (a version
+// assertion, a constraint, ...) answers its error in its slot (D1's message verbatim) and the others still
+// commit. Every statement of every unit is validated and checked against the token first: one refused
+// statement refuses the whole request (403) before anything runs, exactly as for /batch.
 //
 // Two kinds of bearer token, each a list so a rotation can overlap (a JSON list or a comma list):
 //   BRIDGE_TOKEN     the application's: data statements only (SELECT, INSERT, UPDATE, DELETE, REPLACE,
@@ -128,16 +134,53 @@ async function handleBatch(request, db, role) {
   }
   const stmts = allowed(items.map((item, i) => statement(item, `statements[${i}]`)), role);
   const results = await db.batch(stmts.map((s) => db.prepare(s.sql).bind(...s.params)));
-  return json({
-    results: results.map((r) => ({
-      rows: r.results ?? [],
-      changes: r.meta?.changes ?? 0,
-      last_row_id: r.meta?.last_row_id ?? null,
-    })),
-  });
+  return json({ results: batchResults(results) });
 }
 
-const ROUTES = { "/query": handleQuery, "/batch": handleBatch };
+function statements(items, where) {
+  if (!Array.isArray(items)) throw new BadRequest(`${where}: "statements" must be an array`);
+  return items.map((item, i) => statement(item, `${where}statements[${i}]`));
+}
+
+function batchResults(results) {
+  return results.map((r) => ({
+    rows: r.results ?? [],
+    changes: r.meta?.changes ?? 0,
+    last_row_id: r.meta?.last_row_id ?? null,
+  }));
+}
+
+async function handleBatches(request, db, role) {
+  const body = await readBody(request);
+  const items = body?.units;
+  if (!Array.isArray(items)) throw new BadRequest('"units" must be an array');
+  const units = items.map((unit, u) => {
+    if (unit === null || typeof unit !== "object" || Array.isArray(unit)) {
+      throw new BadRequest(`units[${u}]: expected an object {"statements": array}`);
+    }
+    return statements(unit.statements, `units[${u}].`);
+  });
+  const total = units.reduce((n, unit) => n + unit.length, 0);
+  if (total > MAX_STATEMENTS || units.length > MAX_STATEMENTS) {
+    throw new BadRequest(`too many statements: ${total} in ${units.length} units > ${MAX_STATEMENTS}`);
+  }
+  for (const unit of units) allowed(unit, role); // all checked before any unit runs
+  const results = [];
+  for (const unit of units) {
+    if (unit.length === 0) {
+      results.push({ results: [] });
+      continue;
+    }
+    try {
+      results.push({ results: batchResults(await db.batch(unit.map((s) => db.prepare(s.sql).bind(...s.params)))) });
+    } catch (e) {
+      results.push({ error: { message: String(e?.message ?? e) } });
+    }
+  }
+  return json({ results });
+}
+
+const ROUTES = { "/query": handleQuery, "/batch": handleBatch, "/batches": handleBatches };
 
 export default {
   async fetch(request, env) {

@@ -18,6 +18,7 @@ from events.payments import (
     RefundProcessed,
     RefundReversed,
 )
+from handlers.audit import SYSTEM_USER_EXISTS, system_user_id
 from handlers.base import HandlerContext, Plan, Rejected
 from handlers.payments.plan import InvoiceRow, ProjectRow, Snapshot, plan_payment
 from store import Database, Statement
@@ -26,13 +27,16 @@ from store import Database, Statement
 _HUNDREDTHS = "sum(CAST(round(t.amount * 100) AS INTEGER))"
 
 
-async def read_snapshot(db: Database, event: PaymentFact) -> Snapshot:
-    """Invoice (+ org currency), project and client, money so far, ledger hit: one round trip, one snapshot."""
+async def read_snapshot(db: Database, event: PaymentFact, org_id: str | None = None) -> Snapshot:
+    """Invoice (+ org currency), project and client, money so far, ledger hit, and whether `org_id`'s
+    system actor exists (the audit row's author): one round trip, one snapshot."""
+    actor = system_user_id(org_id) if org_id else ""
     invoice_rows, project_rows, invoice_sums, client_sums, ledger_rows, capture_rows = await db.query_many([
         Statement(
             "SELECT i.id, i.branch_id, b.org_id, o.config_json, i.project_id, i.invoice_type, i.amount_total,"
-            " i.status, i.due_at, i.version FROM invoices i JOIN branches b ON b.id = i.branch_id"
-            " JOIN organizations o ON o.id = b.org_id WHERE i.id = ?", (event.invoice_id,)),
+            f" i.status, i.due_at, i.version, {SYSTEM_USER_EXISTS} AS system_user FROM invoices i"
+            " JOIN branches b ON b.id = i.branch_id JOIN organizations o ON o.id = b.org_id WHERE i.id = ?",
+            (actor, event.invoice_id)),
         Statement(
             "SELECT p.id, p.branch_id, p.status, p.version, p.client_id, c.branch_id AS client_branch_id,"
             " c.version AS client_version FROM invoices i JOIN projects p ON p.id = i.project_id"
@@ -57,6 +61,7 @@ async def read_snapshot(db: Database, event: PaymentFact) -> Snapshot:
         client_sums=_sums(client_sums, invoice.currency) if project else {},
         recorded={str(r["kind"]): int(r["amount_minor"]) for r in ledger_rows},
         captured_on=str(capture_rows[0]["invoice_id"]) if capture_rows else None,
+        system_user=bool(invoice_rows[0]["system_user"]),
     )
 
 
@@ -87,7 +92,7 @@ def _sums(rows: list[dict[str, Any]], currency: str) -> dict[str, int]:
 
 
 async def _record(event: PaymentFact, ctx: HandlerContext) -> Plan:
-    return plan_payment(event, await read_snapshot(ctx.db, event), ctx.envelope, ctx.now)
+    return plan_payment(event, await read_snapshot(ctx.db, event, ctx.envelope.org_id), ctx.envelope, ctx.now)
 
 
 async def record_capture(event: PaymentCaptured, ctx: HandlerContext) -> Plan:

@@ -86,6 +86,9 @@ class Snapshot:
     # What the ledger holds for this gateway object (under the signing account): kind → amount_minor.
     recorded: Mapping[str, int] = field(default_factory=dict)
     captured_on: str | None = None  # the invoice this payment's capture is recorded on, if it is
+    # The org's system actor exists already: the batch need not insert it (a users row an audit row
+    # names cannot go away: audit_logs is append-only and references it).
+    system_user: bool = False
 
 
 def net_received(sums: Mapping[str, int]) -> int:
@@ -188,7 +191,8 @@ def plan_payment(
         statements += _activate(snap.project, now_ms)
         follow_ups.append(_booking_confirmed(snap.project.id, inv.id, envelope, ids))
         log["project_activated"] = snap.project.id
-    statements += _audit(event, envelope, inv, txn_id=txn_id, now_ms=now_ms, ids=ids)
+    statements += _audit(event, envelope, inv, txn_id=txn_id, now_ms=now_ms, ids=ids,
+                         ensure_user=not snap.system_user)
     return Plan(statements=statements, follow_ups=follow_ups, log=log)
 
 
@@ -240,7 +244,7 @@ def _booking_confirmed(project_id: str, invoice_id: str, envelope: Envelope, ids
 
 def _audit(
     event: PaymentFact, envelope: Envelope, inv: InvoiceRow, *, txn_id: str | None, now_ms: int,
-    ids: Callable[[str], str],
+    ids: Callable[[str], str], ensure_user: bool = True,
 ) -> list[Statement]:
     payload = {
         "gateway": event.gateway, "kind": event.kind, "invoice_id": inv.id, "payment_id": event.payment_id,
@@ -250,4 +254,4 @@ def _audit(
     }
     severity = "high" if event.kind in HIGH_SEVERITY else "medium"
     return audit_row(ids("aud"), envelope.org_id, inv.branch_id, event_type=envelope.type, severity=severity,
-                     payload=payload, now_ms=now_ms)
+                     payload=payload, now_ms=now_ms, ensure_user=ensure_user)

@@ -116,6 +116,10 @@ async def test_adapter_with_a_wrong_token_names_the_setting(d1_bridge_url: str) 
         ("/batch", b'{"statements": [{"sql": "SELECT ?", "params": [{"a": 1}]}]}', "params"),
         ("/batch", b'{"statements": [{"params": []}]}', "sql"),
         ("/batch", b'{"statements": ["SELECT 1"]}', "statements[0]"),
+        ("/batches", b"{}", "units"),
+        ("/batches", b'{"units": [["SELECT 1"]]}', "units[0]"),
+        ("/batches", b'{"units": [{"statements": "SELECT 1"}]}', "units[0]"),
+        ("/batches", b'{"units": [{"statements": [{"sql": ""}]}]}', "units[0].statements[0]"),
         ("/query", b'{"sql": ""}', "sql"),
         ("/query", b'{"sql": "SELECT ?", "params": "x"}', "params"),
         ("/query", b"[1, 2]", "sql"),
@@ -135,6 +139,37 @@ async def test_more_than_1000_statements_is_400(http: httpx.AsyncClient) -> None
     response = await http.post("/batch", json={"statements": statements}, headers=AUTH)
     assert response.status_code == 400
     assert "1000" in response.json()["error"]["message"]
+
+
+@d1
+async def test_more_than_1000_statements_across_units_is_400(http: httpx.AsyncClient) -> None:
+    unit = {"statements": [{"sql": "SELECT 1", "params": []}] * 501}
+    response = await http.post("/batches", json={"units": [unit, unit]}, headers=AUTH)
+    assert response.status_code == 400
+    assert "1000" in response.json()["error"]["message"]
+
+
+@d1
+async def test_group_commit_is_one_request_and_each_unit_answers_its_own_outcome(
+    bridge_db: D1BridgeDatabase, table: str
+) -> None:
+    before = bridge_db.requests
+    results = await bridge_db.batches([
+        [Statement(f"INSERT INTO {table} (id, n) VALUES ('a', 1)")],
+        [Statement(f"INSERT INTO {table} (id, n) VALUES ('b', 2)"),
+         Statement(f"INSERT INTO {table} (id) VALUES ('a')")],
+        [],
+        [Statement(f"UPDATE {table} SET n = n + 1 WHERE id = 'a'")],
+    ])
+    assert bridge_db.requests == before + 1
+    assert results[0] == [1]
+    assert results[2] == []
+    assert results[3] == [1]
+    assert isinstance(results[1], ConstraintViolation)
+    rows = await bridge_db.query(f"SELECT id, n FROM {table} ORDER BY id")
+    assert rows == [{"id": "a", "n": 2}]
+    assert await bridge_db.batches([[], []]) == [[], []]
+    assert bridge_db.requests == before + 2  # nothing to send, nothing sent
 
 
 @d1

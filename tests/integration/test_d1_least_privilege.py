@@ -63,6 +63,21 @@ async def test_ddl_under_the_application_token_is_refused_and_changes_nothing(
     assert rows.json() == {"rows": [{"n": 0}]}  # the INSERT before the DDL did not run either
 
 
+async def test_one_refused_statement_in_any_unit_refuses_the_whole_group_commit(
+    http: httpx.AsyncClient, table: str
+) -> None:
+    before = await schema(http)
+    units = {"units": [{"statements": [{"sql": f"INSERT INTO {table} (id, n) VALUES ('a', 1)"}]},
+                       {"statements": [{"sql": f"INSERT INTO {table} (id, n) VALUES ('b', 2)"},
+                                       {"sql": f"DROP TABLE {table}"}]}]}
+    response = await http.post("/batches", json=units, headers=APP)
+    assert response.status_code == 403
+    assert response.json() == {"error": {"message": "forbidden"}}
+    assert await schema(http) == before
+    rows = await http.post("/query", json={"sql": f"SELECT count(*) AS n FROM {table}"}, headers=APP)
+    assert rows.json() == {"rows": [{"n": 0}]}  # not even the first, allowed, unit ran
+
+
 REFUSED = [
     "CREATE TABLE x (a)",
     "  \n\t create table x (a)",
@@ -92,7 +107,9 @@ REFUSED = [
 
 @pytest.mark.parametrize("sql", REFUSED)
 async def test_the_application_token_may_not_run(http: httpx.AsyncClient, sql: str) -> None:
-    for path, body in (("/query", {"sql": sql}), ("/batch", {"statements": [{"sql": sql}]})):
+    units = [{"statements": [{"sql": "SELECT 1"}]}, {"statements": [{"sql": sql}]}]
+    for path, body in (("/query", {"sql": sql}), ("/batch", {"statements": [{"sql": sql}]}),
+                       ("/batches", {"units": units})):
         response = await http.post(path, json=body, headers=APP)
         assert response.status_code == 403, (path, sql, response.text)
         assert response.json() == {"error": {"message": "forbidden"}}

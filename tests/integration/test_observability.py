@@ -30,7 +30,7 @@ from observability.instruments import CountingQueue, InstrumentedDatabase
 from observability.metrics import IngressMetrics, WorkerMetrics
 from observability.state import PipelineState, StateRefresher
 from readmodels.inbox import ALERT_QUERIES, alert_state
-from store import Database, Statement, TransientError, expect_version
+from store import Database, DatabaseError, Statement, TransientError, expect_version
 from store.port import Row
 from store.sqlite import SqliteDatabase
 from tests.support.factories import make_tenant
@@ -95,6 +95,9 @@ class CountingReads:
 
     async def batch(self, statements: Sequence[Statement]) -> list[int]:
         return await self.inner.batch(statements)
+
+    async def batches(self, units: Sequence[Sequence[Statement]]) -> list[list[int] | DatabaseError]:
+        return await self.inner.batches(units)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -250,6 +253,9 @@ class BatchesFail:
         return await self.inner.query_many(statements)
 
     async def batch(self, statements: Sequence[Statement]) -> list[int]:
+        raise TransientError("D1_ERROR: Network connection lost.")
+
+    async def batches(self, units: Sequence[Sequence[Statement]]) -> list[list[int] | DatabaseError]:
         raise TransientError("D1_ERROR: Network connection lost.")
 
     async def close(self) -> None:

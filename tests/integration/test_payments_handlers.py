@@ -13,6 +13,7 @@ import pytest
 from events.ids import new_id
 from events.payments import DisputeCreated, DisputeLost, PaymentCaptured, PaymentFact, PaymentFailed, RefundProcessed
 from handlers.audit import system_user_id
+from handlers.payments.handler import read_snapshot
 from store import ConstraintViolation, Database, Statement
 from tests.support.factories import NOW_MS, Tenant, make_tenant
 from tests.support.gateway import Applier, evidence, signed_by
@@ -91,6 +92,15 @@ async def test_partial_captures_then_a_refund_move_status_and_spend(db: Database
         ("payment.captured", "medium"), ("payment.captured", "medium"), ("payment.refund_processed", "high")]
     assert s["project"]["status"] == "active"
     assert len(await db.query("SELECT id FROM users WHERE org_id = ?", (t.org_id,))) == 1
+
+
+async def test_the_snapshot_says_whether_the_orgs_system_actor_exists(db: Database, applier: Applier) -> None:
+    """Once the first audit row created the actor, later batches skip inserting it (it cannot go away)."""
+    t = await make_tenant(db, amount_total=1000.0)
+    assert not (await read_snapshot(db, capture(t, "pay_s1", 100), t.org_id)).system_user
+    await applier.deliver(capture(t, "pay_s1", 60000), t)
+    assert (await read_snapshot(db, capture(t, "pay_s2", 100), t.org_id)).system_user
+    assert not (await read_snapshot(db, capture(t, "pay_s2", 100), new_id("org"))).system_user
 
 
 async def test_a_refund_before_its_capture_converges_to_the_natural_order(db: Database, applier: Applier) -> None:

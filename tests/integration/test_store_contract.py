@@ -9,11 +9,13 @@ import pytest
 
 from events.ids import new_id
 from store import (
+    AlreadyApplied,
     ConstraintViolation,
     Database,
     ParameterLimitExceeded,
     Statement,
     VersionConflict,
+    expect_rows,
     expect_version,
     query_in,
 )
@@ -173,3 +175,71 @@ async def test_concurrent_multi_statement_reads_do_not_interfere(db: Database) -
              Statement("SELECT id FROM clients WHERE id = ?", (t.client_id,))]
     results = await asyncio.gather(*(db.query_many(reads) for _ in range(30)))
     assert all(r == [[{"id": t.invoice_id}], [{"id": t.client_id}]] for r in results)
+
+
+def new_org(name: str) -> tuple[str, Statement]:
+    org = new_id("org")
+    return org, Statement("INSERT INTO organizations (id, name) VALUES (?, ?)", (org, name))
+
+
+async def orgs_named(db: Database, *names: str) -> set[str]:
+    rows = await query_in(db, "SELECT name FROM organizations WHERE name IN ({in})", names)
+    return {str(r["name"]) for r in rows}
+
+
+async def test_batches_a_middle_units_conflict_fails_only_that_unit(db: Database) -> None:
+    t = await make_tenant(db)
+    bump = Statement("UPDATE invoices SET status = 'paid', version = version + 1 WHERE id = ?", (t.invoice_id,))
+    results = await db.batches([
+        [new_org("first")[1]],
+        [new_org("conflicted")[1], expect_version("invoices", t.invoice_id, 7), bump],
+        [new_org("last")[1], expect_version("invoices", t.invoice_id, 1), bump],
+    ])
+    assert results[0] == [1]
+    assert isinstance(results[1], VersionConflict)
+    assert isinstance(results[2], list)
+    assert results[2][0] == 1
+    assert results[2][2] == 1
+    assert await orgs_named(db, "first", "conflicted", "last") == {"first", "last"}
+    rows = await db.query("SELECT status, version FROM invoices WHERE id = ?", (t.invoice_id,))
+    assert rows == [{"status": "paid", "version": 2}]  # the conflicted unit's UPDATE did not run
+
+
+async def test_batches_already_applied_and_constraint_violations_stay_in_their_slots(db: Database) -> None:
+    _taken, insert_taken = new_org("taken")
+    await db.batch([insert_taken])
+    guard = expect_rows("SELECT count(*) FROM organizations WHERE id = 'org_missing'", (), code="inbox")
+    results = await db.batches([
+        [new_org("guarded")[1], guard],
+        [new_org("duplicate")[1], insert_taken],
+        [new_org("fine")[1]],
+    ])
+    assert isinstance(results[0], AlreadyApplied)
+    assert isinstance(results[1], ConstraintViolation)
+    assert results[2] == [1]
+    assert await orgs_named(db, "guarded", "duplicate", "fine") == {"fine"}
+
+
+async def test_batches_a_unit_over_the_limits_fails_alone(db: Database) -> None:
+    too_many = Statement(f"SELECT {', '.join('?' * 101)}", tuple(range(101)))
+    results = await db.batches([[new_org("before")[1]], [new_org("limited")[1], too_many], [new_org("after")[1]]])
+    assert results[0] == [1]
+    assert results[2] == [1]
+    assert isinstance(results[1], ParameterLimitExceeded)
+    assert await orgs_named(db, "before", "limited", "after") == {"before", "after"}
+
+
+async def test_batches_of_nothing_and_of_empty_units_write_nothing(db: Database) -> None:
+    assert await db.batches([]) == []
+    assert await db.batches([[], []]) == [[], []]
+    assert await db.batches([[], [new_org("alone")[1]], []]) == [[], [1], []]
+    assert await orgs_named(db, "alone") == {"alone"}
+
+
+async def test_batches_runs_units_in_order_each_seeing_the_ones_before(db: Database) -> None:
+    org, insert = new_org("ordered")
+    rename = Statement("UPDATE organizations SET name = 'renamed' WHERE id = ?", (org,))
+    results = await db.batches([[insert], [rename], [insert]])
+    assert results[:2] == [[1], [1]]
+    assert isinstance(results[2], ConstraintViolation)  # the first unit's row is there already
+    assert await orgs_named(db, "ordered", "renamed") == {"renamed"}

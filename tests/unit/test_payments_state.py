@@ -95,6 +95,16 @@ def _plan(event: PaymentFact, snap: Snapshot, org: str = ORG, branch: str = BRAN
     return plan_payment(event, snap, env, NOW)
 
 
+@pytest.mark.parametrize("exists", [False, True])
+def test_the_system_actor_is_inserted_only_when_the_snapshot_did_not_find_it(exists: bool) -> None:
+    plan = _plan(_capture(), Snapshot(invoice=_invoice(project_id=None), system_user=exists))
+    inserts = [s for s in plan.statements if s.sql.startswith("INSERT INTO users")]
+    assert len(inserts) == (0 if exists else 1)
+    audits = [s for s in plan.statements if s.sql.startswith("INSERT INTO audit_logs")]
+    assert len(audits) == 1
+    assert system_user_id(ORG) in audits[0].params  # written by the org's system actor either way
+
+
 @pytest.mark.parametrize(("snap", "org", "reason"), [
     (Snapshot(invoice=None), ORG, "unknown_invoice"),
     (Snapshot(invoice=_invoice()), new_id("org"), "wrong_tenant"),

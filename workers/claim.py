@@ -1,0 +1,123 @@
+"""Claiming queued jobs in one Redis call, and finishing concurrent jobs in one transaction.
+
+arq starts each job with four round trips in sequence, on the poller (WATCH the job's in-progress key,
+EXISTS it, ZSCORE the job, MULTI/PSETEX/EXEC): a worker with 50 free slots spends 200 round trips
+before the 50th job starts, and the no-op ceiling is mostly that. The same check-and-set, for every
+job of a poll at once, is one Lua script here: atomic in Redis, as the WATCH/MULTI is (optimistically)
+in arq, with arq's exact conditions: a job is claimed when no worker holds its in-progress key and it
+is still in the queue, due now; claiming sets that key for `in_progress_timeout` ms.
+
+Each finished job is one more MULTI/EXEC round trip in arq. `Finisher` puts the finishing commands of
+the jobs that end while one such transaction is in flight into the next one (natural batching, as
+`store.coalesce` does for the database: the first goes at once): one round trip for many jobs, each
+job's commands unchanged, all of them atomic together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable
+from typing import Any
+
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
+from arq.utils import to_ms
+
+MAX_FINISHES = 100  # jobs per transaction
+
+CLAIM_LUA = """
+local now = tonumber(ARGV[1])
+local claimed = {}
+for i = 2, #KEYS do
+  local id = ARGV[i + 1]
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    local score = redis.call('ZSCORE', KEYS[1], id)
+    if score and tonumber(score) > 0 and tonumber(score) <= now then
+      redis.call('PSETEX', KEYS[i], ARGV[2], '1')
+      claimed[#claimed + 1] = id
+      claimed[#claimed + 1] = score
+    end
+  end
+end
+return claimed
+"""
+
+
+class Claimer:
+    """One worker's claim script (EVALSHA, re-loaded by redis-py after a Redis restart emptied its cache)."""
+
+    def __init__(self, pool: Any, queue_name: str, in_progress_ms: int) -> None:
+        self._script = pool.register_script(CLAIM_LUA)
+        self._queue_name, self._in_progress_ms = queue_name, in_progress_ms
+
+    async def claim(self, job_ids: list[str], now_ms: int) -> list[tuple[str, int]]:
+        """The jobs of `job_ids` this worker now holds, with their scores, in the order given."""
+        keys = [self._queue_name, *(in_progress_key_prefix + job_id for job_id in job_ids)]
+        flat = await self._script(keys=keys, args=[now_ms, self._in_progress_ms, *job_ids])
+        return [(_text(flat[i]), int(float(_text(flat[i + 1])))) for i in range(0, len(flat), 2)]
+
+
+def finish_commands(tr: Any, *, queue_name: str, job_id: str, finish: bool, result_data: bytes | None,
+                    result_px: int | None, incr_score: int | None, keep_in_progress: float | None) -> None:
+    """arq 0.28's `Worker.finish_job` commands for one job (pinned in uv.lock), added to `tr`."""
+    in_progress_key = in_progress_key_prefix + job_id
+    delete_keys = []
+    if keep_in_progress is None:
+        delete_keys.append(in_progress_key)
+    else:
+        tr.pexpire(in_progress_key, to_ms(keep_in_progress))
+    if finish:
+        if result_data:
+            tr.set(result_key_prefix + job_id, result_data, px=result_px)
+        delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
+        tr.zrem(abort_jobs_ss, job_id)
+        tr.zrem(queue_name, job_id)
+    elif incr_score:
+        tr.zincrby(queue_name, incr_score, job_id)
+    if delete_keys:
+        tr.delete(*delete_keys)
+
+
+class Finisher:
+    """Concurrent jobs' finishing commands in one MULTI/EXEC; each caller gets that transaction's
+    outcome (a Redis failure is every caller's, as it would have been for each alone)."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._queue: list[tuple[Callable[[Any], None], asyncio.Future[None]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def run(self, add: Callable[[Any], None]) -> None:
+        """Queue `add` (which adds one job's commands to a transaction) and wait for its transaction."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.append((add, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain(), context=contextvars.Context())
+        await future
+
+    async def _drain(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue[:MAX_FINISHES], self._queue[MAX_FINISHES:]
+            try:
+                async with self._pool.pipeline(transaction=True) as tr:
+                    for add, _ in group:
+                        add(tr)
+                    await tr.execute()
+            except asyncio.CancelledError:
+                for _, future in [*group, *self._queue]:
+                    future.cancel()
+                self._queue.clear()
+                raise
+            except Exception as exc:  # noqa: BLE001 - every caller of the transaction gets it
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for _, future in group:
+                    if not future.done():
+                        future.set_result(None)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
