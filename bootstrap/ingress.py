@@ -17,10 +17,11 @@ from config import Settings
 from core.redact import redact_url
 from events.publish import Publisher
 from ingress.app import create_app
-from ingress.grouping import GroupedDatabase, GroupedQueue
 from ingress.pipeline import IngressDeps
 from jobqueue import BatchQueue, Queue
+from jobqueue.grouped import GroupedQueue
 from observability.metrics import IngressMetrics
+from store.coalesce import CoalescingDatabase
 
 log = structlog.get_logger("studiovault.ingress")
 
@@ -63,9 +64,10 @@ def build_app(settings: Settings, *, own_process: bool = False) -> Starlette:
             log.info("ingress_started", database=redact_url(settings.database.database_url),
                      queue=settings.queue.queue_name)
             checks = {"database": database, "migrations": migrations, "redis": ping_redis}
-            # Concurrent requests share reads, one write transaction and one Redis round trip
-            # (ingress.grouping); the readiness checks and the account lookups keep to the plain ones.
-            grouped = GroupedDatabase(res.db)
+            # Concurrent requests share reads, one write transaction (a savepoint each) and one Redis
+            # round trip; the readiness checks and the account lookups keep to the plain ones. The
+            # shared objects are not closed here: what they wrap is closed by `open_resources`.
+            grouped = CoalescingDatabase(res.db)
             enqueues: Queue = GroupedQueue(queue) if isinstance(queue, BatchQueue) else queue
             deps = IngressDeps(db=grouped, publisher=Publisher(grouped, enqueues), checks=checks, metrics=metrics,
                                accounts=account_directory(res.db, settings.gateways))

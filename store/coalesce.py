@@ -27,12 +27,10 @@ zero-latency rate, in noisy runs) and it raised requests per event (0.25 vs 0.17
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
+from core.batching import NaturalBatcher
 from store.errors import DatabaseError, TransientError
 from store.port import Database, Row, SqlValue, Statement
 
@@ -42,9 +40,7 @@ MAX_GROUP_STATEMENTS = 1000
 MAX_GROUP_BYTES = 1_000_000
 MAX_GROUP_CALLS = 64
 
-Item = TypeVar("Item")
 Result = TypeVar("Result")
-_Waiter = tuple[Any, "asyncio.Future[Any]"]
 
 
 def _size(statements: Sequence[Statement]) -> int:
@@ -63,78 +59,16 @@ def _own(exc: Exception) -> Exception:
     return copy
 
 
-class _Lane(Generic[Item, Result]):
-    """Natural batching of one kind of call: `run` takes the items of a group and answers one result or
-    exception per item, in order; an exception it raises is every item's."""
-
-    def __init__(self, run: Callable[[list[Item]], Awaitable[list[Result | Exception]]],
-                 weigh: Callable[[Item], tuple[int, int]], max_calls: int, in_flight: int) -> None:
-        self._run, self._weigh, self._max_calls, self._in_flight = run, weigh, max_calls, in_flight
-        self._queue: deque[_Waiter] = deque()
-        self._drainers: set[asyncio.Task[None]] = set()
-        self.calls = 0  # engine calls made (tests and benchmarks read it)
-
-    async def submit(self, item: Item) -> Result:
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, future))
-        self._drainers = {d for d in self._drainers if not d.done()}  # a done one may not have said so yet
-        if len(self._drainers) < self._in_flight:
-            # Its own context: the group's engine call belongs to no one caller's log or trace context.
-            self._drainers.add(asyncio.get_running_loop().create_task(self._drain(), context=contextvars.Context()))
-        return await future  # cancelling the caller cancels the future: a queued item is then skipped
-
-    def _take(self) -> list[_Waiter]:
-        group: list[_Waiter] = []
-        statements = size = 0
-        while self._queue and len(group) < self._max_calls:
-            item, future = self._queue[0]
-            if future.done():  # its caller was cancelled while it queued
-                self._queue.popleft()
-                continue
-            n, nbytes = self._weigh(item)
-            if group and (statements + n > MAX_GROUP_STATEMENTS or size + nbytes > MAX_GROUP_BYTES):
-                break
-            group.append(self._queue.popleft())
-            statements, size = statements + n, size + nbytes
-        return group
-
-    async def _drain(self) -> None:
-        while group := self._take():
-            self.calls += 1
-            try:
-                results = await self._run([item for item, _ in group])
-            except asyncio.CancelledError:  # the database is closing: nobody gets an answer
-                for _, future in [*group, *self._queue]:
-                    future.cancel()
-                self._queue.clear()
-                raise
-            except Exception as exc:  # noqa: BLE001 - handed to every caller of the group
-                results = [exc if len(group) == 1 else _own(exc) for _ in group]
-            for (_, future), result in zip(group, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-
-    async def close(self) -> None:
-        drainers = list(self._drainers)
-        for drainer in drainers:
-            drainer.cancel()
-        await asyncio.gather(*drainers, return_exceptions=True)
-
-
 class CoalescingDatabase:
     """A `Database` whose concurrent callers share engine calls (see the module); other attributes of the
     database it wraps pass through (`path`, `requests`)."""
 
     def __init__(self, inner: Database, max_calls: int = MAX_GROUP_CALLS, in_flight: int = 1) -> None:
         self.inner = inner
-        self._reads: _Lane[Sequence[Statement], list[list[Row]]] = _Lane(
-            self._read_group, lambda s: (len(s), _size(s)), max_calls, in_flight)
-        self._writes: _Lane[Sequence[Statement], list[int]] = _Lane(
-            self._write_group, lambda s: (len(s), _size(s)), max_calls, in_flight)
+        limits: dict[str, Any] = {"max_items": max_calls, "weigh": lambda s: (len(s), _size(s)), "in_flight": in_flight,
+                                  "max_count": MAX_GROUP_STATEMENTS, "max_size": MAX_GROUP_BYTES, "share": _own}
+        self._reads: NaturalBatcher[Sequence[Statement], list[list[Row]]] = NaturalBatcher(self._read_group, **limits)
+        self._writes: NaturalBatcher[Sequence[Statement], list[int]] = NaturalBatcher(self._write_group, **limits)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -1,6 +1,7 @@
-"""The ingress's shared calls (`ingress.grouping`): concurrent inbox inserts commit together, and each
-caller still gets its own outcome — inserted, duplicate, or its own failure — on both engines; concurrent
-enqueues share one Redis round trip that writes exactly the jobs arq's own `enqueue_job` writes."""
+"""The ingress's shared calls (wired in `bootstrap.ingress`): concurrent inbox inserts commit together
+through `store.coalesce.CoalescingDatabase`, and each caller still gets its own outcome — inserted,
+duplicate, or its own failure — on both engines; concurrent enqueues share one Redis round trip
+(`jobqueue.grouped.GroupedQueue`) that writes exactly the jobs arq's own `enqueue_job` writes."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from arq.jobs import Job
 from events import inbox
 from events.envelope import Envelope, envelope_for
 from events.ids import new_id
-from ingress.grouping import GroupedDatabase, GroupedQueue
 from jobqueue import Job as Job_
 from jobqueue.arq_redis import APPLY_JOB, ArqQueue, deserialize
-from store import ConstraintViolation, Database, Statement, TransientError
+from jobqueue.grouped import GroupedQueue
+from store import ConstraintViolation, Database, DatabaseError, Statement, TransientError
+from store.coalesce import CoalescingDatabase
 from store.port import Row
 from store.sqlite import SqliteDatabase
 from tests.support.sample_events import SpendRecorded
@@ -31,18 +33,22 @@ class Counted:
     """The real database, counting the calls that reach it (how many callers shared one)."""
 
     def __init__(self, inner: Database) -> None:
-        self.inner, self.batches, self.reads = inner, 0, 0
+        self.inner, self.writes, self.reads = inner, 0, 0
 
     async def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
-        raise AssertionError("the grouped database reads through query_many")
+        raise AssertionError("the coalescing database reads through query_many")
 
     async def query_many(self, statements: Sequence[Statement]) -> list[list[Row]]:
         self.reads += 1
         return await self.inner.query_many(statements)
 
     async def batch(self, statements: Sequence[Statement]) -> list[int]:
-        self.batches += 1
+        self.writes += 1
         return await self.inner.batch(statements)
+
+    async def batches(self, units: Sequence[Sequence[Statement]]) -> list[list[int] | DatabaseError]:
+        self.writes += 1
+        return await self.inner.batches(units)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -59,13 +65,13 @@ async def inbox_count(db: Database) -> int:
 
 async def test_concurrent_inserts_share_commits_and_each_learns_inserted_or_duplicate(db: Database) -> None:
     counted = Counted(db)
-    grouped = GroupedDatabase(counted)
+    grouped = CoalescingDatabase(counted)
     keys = [f"k{i % 30}" for i in range(60)]  # every key twice: one insert, one duplicate
 
     results = await asyncio.gather(*(grouped.batch([inbox.insert(envelope(k), NOW)]) for k in keys))
 
     assert sorted(r[0] for r in results) == [0] * 30 + [1] * 30
-    assert counted.batches < len(keys)  # callers arriving together shared a transaction
+    assert counted.writes < len(keys)  # callers arriving together shared a transaction
     assert await inbox_count(db) == 30
     rows = await asyncio.gather(*(grouped.query("SELECT id FROM event_inbox WHERE dedupe_key = ?", (k,))
                                   for k in keys))
@@ -74,7 +80,7 @@ async def test_concurrent_inserts_share_commits_and_each_learns_inserted_or_dupl
 
 
 async def test_one_callers_constraint_violation_fails_that_caller_only(db: Database) -> None:
-    grouped = GroupedDatabase(db)
+    grouped = CoalescingDatabase(db)
     taken = envelope("first")
     await grouped.batch([inbox.insert(taken, NOW)])
     reused = envelope("another-key", event_id=taken.event_id)  # an event id reused under another key: a bug
@@ -92,7 +98,7 @@ async def test_a_locked_database_fails_every_caller_and_writes_nothing(sqlite_db
     impatient = await SqliteDatabase.open(sqlite_db.path, lock_wait=0.2)
     other_process = sqlite3.connect(sqlite_db.path, isolation_level=None)
     try:
-        grouped = GroupedDatabase(impatient)
+        grouped = CoalescingDatabase(impatient)
         other_process.execute("BEGIN IMMEDIATE")  # another writer holds the lock past our patience
         results = await asyncio.gather(*(grouped.batch([inbox.insert(envelope(f"k{i}"), NOW)]) for i in range(4)),
                                        return_exceptions=True)
@@ -106,7 +112,7 @@ async def test_a_locked_database_fails_every_caller_and_writes_nothing(sqlite_db
 
 
 async def test_a_caller_that_gives_up_does_not_hold_up_the_others(db: Database) -> None:
-    grouped = GroupedDatabase(db)
+    grouped = CoalescingDatabase(db)
     first = asyncio.create_task(grouped.batch([inbox.insert(envelope("a"), NOW)]))
     second = asyncio.create_task(grouped.batch([inbox.insert(envelope("b"), NOW)]))
     await asyncio.sleep(0)  # both wait for their commit
