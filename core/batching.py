@@ -5,7 +5,8 @@ in flight queue, and go together in the next one as soon as it returns, so a gro
 load makes it. Each caller gets exactly its own result or its own exception. A caller cancelled while
 it queues is dropped before its group is sent; one cancelled while its group is in flight is cancelled
 as a lone call would be, and the others are not disturbed. Used by the worker's and the ingress's
-`store.coalesce.CoalescingDatabase` and the ingress's `jobqueue.grouped.GroupedQueue`.
+`store.coalesce.CoalescingDatabase`, the ingress's `jobqueue.grouped.GroupedQueue` and the worker's
+`workers.claim.Finisher`.
 """
 
 from __future__ import annotations

@@ -15,13 +15,13 @@ job's commands unchanged, all of them atomic together.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 from collections.abc import Callable
 from typing import Any
 
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
 from arq.utils import to_ms
+
+from core.batching import NaturalBatcher
 
 MAX_FINISHES = 100  # jobs per transaction
 
@@ -79,44 +79,24 @@ def finish_commands(tr: Any, *, queue_name: str, job_id: str, finish: bool, resu
 
 
 class Finisher:
-    """Concurrent jobs' finishing commands in one MULTI/EXEC; each caller gets that transaction's
-    outcome (a Redis failure is every caller's, as it would have been for each alone)."""
+    """Concurrent jobs' finishing commands in one MULTI/EXEC (`core.batching`); each caller gets that
+    transaction's outcome (a Redis failure is every caller's, as it would have been for each alone)."""
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
-        self._queue: list[tuple[Callable[[Any], None], asyncio.Future[None]]] = []
-        self._drainer: asyncio.Task[None] | None = None
+        self._transactions: NaturalBatcher[Callable[[Any], None], None] = NaturalBatcher(
+            self._transaction, max_items=MAX_FINISHES)
 
     async def run(self, add: Callable[[Any], None]) -> None:
         """Queue `add` (which adds one job's commands to a transaction) and wait for its transaction."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._queue.append((add, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = loop.create_task(self._drain(), context=contextvars.Context())
-        await future
+        await self._transactions.submit(add)
 
-    async def _drain(self) -> None:
-        while self._queue:
-            group, self._queue = self._queue[:MAX_FINISHES], self._queue[MAX_FINISHES:]
-            try:
-                async with self._pool.pipeline(transaction=True) as tr:
-                    for add, _ in group:
-                        add(tr)
-                    await tr.execute()
-            except asyncio.CancelledError:
-                for _, future in [*group, *self._queue]:
-                    future.cancel()
-                self._queue.clear()
-                raise
-            except Exception as exc:  # noqa: BLE001 - every caller of the transaction gets it
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for _, future in group:
-                    if not future.done():
-                        future.set_result(None)
+    async def _transaction(self, adds: list[Callable[[Any], None]]) -> list[Exception | None]:
+        async with self._pool.pipeline(transaction=True) as tr:
+            for add in adds:
+                add(tr)
+            await tr.execute()
+        return [None] * len(adds)
 
 
 def _text(value: bytes | str) -> str:
