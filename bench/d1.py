@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import secrets
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from redis.asyncio import Redis
@@ -24,23 +25,31 @@ from store.migrate import migrate
 from workers.deps import Deps
 
 
-async def run_d1(run: Run) -> None:
-    require_payments()
+@contextlib.contextmanager
+def d1_bridge(run: Run, scenario: str) -> Iterator[tuple[str, str, str]]:
+    """The D1 bridge Worker under miniflare for one scenario: its URL, application token and migration
+    token; `NotAvailable` when node, npm or miniflare cannot start it. Stopped on leaving."""
     try:
         from tests.support.d1bridge import start_bridge  # noqa: PLC0415
     except ImportError as exc:
         raise NotAvailable(f"the D1 bridge harness is missing: {exc}") from exc
     token, migration_token = secrets.token_hex(16), secrets.token_hex(16)
-    run.log("d1: starting the bridge Worker under miniflare")
+    run.log(f"{scenario}: starting the D1 bridge Worker under miniflare")
     try:
         bridge = start_bridge(None, token, migration_token)
         url = bridge.__enter__()
     except RuntimeError as exc:
         raise NotAvailable(f"the D1 bridge could not start (node/npm/miniflare): {exc}") from exc
     try:
-        await _measure(run, url, token, migration_token)
+        yield url, token, migration_token
     finally:
         bridge.__exit__(None, None, None)
+
+
+async def run_d1(run: Run) -> None:
+    require_payments()
+    with d1_bridge(run, "d1") as (url, token, migration_token):
+        await _measure(run, url, token, migration_token)
 
 
 async def _measure(run: Run, url: str, token: str, migration_token: str) -> None:

@@ -18,7 +18,6 @@ D1: the bridge Worker under miniflare (one in-memory database for the whole scen
 from __future__ import annotations
 
 import asyncio
-import secrets
 import subprocess
 import time
 from collections.abc import Callable
@@ -29,7 +28,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bench.apply import WorkerGroup, prepare, publish_all, require_payments
-from bench.core import NotAvailable, Run
+from bench.core import Run
+from bench.d1 import d1_bridge
 from bench.latency import commit_times, end_to_end_ms
 from bench.payments_data import InvoiceRef, captured_envelope, seed_invoices
 from bench.procs import Drain, drain_time, log_tail, peak_rss_mb, pipeline_env
@@ -101,21 +101,8 @@ async def run_scaleout(run: Run) -> None:
     for workers in WORKERS[1:]:
         _ratio(run, f"scaleout.sqlite.{workers}w_vs_1w", f"scale-out: SQLite, {workers} workers / 1",
                f"scaleout.sqlite.{workers}w", "scaleout.sqlite.1w")
-    try:
-        from tests.support.d1bridge import start_bridge  # noqa: PLC0415
-    except ImportError as exc:
-        raise NotAvailable(f"the D1 bridge harness is missing: {exc}") from exc
-    token, migration_token = secrets.token_hex(16), secrets.token_hex(16)
-    run.log("scaleout: starting the D1 bridge Worker under miniflare")
-    try:
-        bridge = start_bridge(None, token, migration_token)
-        url = bridge.__enter__()
-    except RuntimeError as exc:
-        raise NotAvailable(f"the D1 bridge could not start (node/npm/miniflare): {exc}") from exc
-    try:
+    with d1_bridge(run, "scaleout") as (url, token, migration_token):
         await _d1_grid(run, url, token, migration_token)
-    finally:
-        bridge.__exit__(None, None, None)
 
 
 def _ratio(run: Run, key: str, label: str, top: str, bottom: str) -> None:
