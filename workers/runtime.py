@@ -37,7 +37,7 @@ def worker_settings(settings: Settings, start: StartDeps, stop: StopDeps) -> dic
         if deps.feed is not None:  # the inbox feed poller (producers.inbox_feed): the app's outbox rows
             ctx["feed_poller"] = FeedPoller(deps, deps.feed).start()
         log.info("worker_ready", queue=settings.queue.queue_name, database=redact_url(settings.database.database_url),
-                 max_jobs=settings.worker.max_jobs, poll_delay=settings.worker.poll_delay,
+                 max_jobs=settings.max_jobs, poll_delay=settings.worker.poll_delay,
                  scheduled_jobs=settings.worker.scheduled_jobs)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
@@ -58,7 +58,7 @@ def worker_settings(settings: Settings, start: StartDeps, stop: StopDeps) -> dic
         "on_shutdown": on_shutdown,
         "redis_settings": RedisSettings.from_dsn(settings.queue.redis_url),
         "queue_name": settings.queue.queue_name,
-        "max_jobs": w.max_jobs,
+        "max_jobs": settings.max_jobs,
         "poll_delay": w.poll_delay,
         "job_timeout": w.job_timeout,
         # On SIGTERM/SIGINT arq stops picking jobs and waits this long for running ones (whole seconds).

@@ -31,6 +31,14 @@ def test_defaults_are_the_shipped_ones() -> None:
     assert settings.log.log_level == "INFO"
 
 
+def test_a_worker_on_d1_runs_more_jobs_at_once_unless_told_how_many() -> None:
+    d1 = {"SV_DATABASE_URL": "d1+https://bridge.example.workers.dev", "SV_D1_BRIDGE_TOKEN": "t"}
+    assert load().max_jobs == 50  # a SQLite file
+    assert load(**d1).max_jobs == Settings.D1_MAX_JOBS == 200  # round trips to Cloudflare: more in flight
+    assert load(**d1, SV_MAX_JOBS="50").max_jobs == 50  # an explicit setting wins, even the SQLite default
+    assert load(SV_MAX_JOBS="7").max_jobs == 7
+
+
 def test_every_field_name_is_unique_across_sections_so_each_variable_names_one_field() -> None:
     names = [name for section in Settings.SECTIONS.values() for name in section.model_fields]
     assert len(names) == len(set(names))
