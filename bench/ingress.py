@@ -16,6 +16,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,41 +95,70 @@ async def _loadgen(port: int, webhooks: Path, mode: str, *, rate: float, duratio
     return result
 
 
-async def _phase(run: Run, name: str, template: Path, webhooks: Path, *, key: str, mode: str, rate: float,
-                 with_worker: bool) -> tuple[dict[str, Any], Path, str]:
+@dataclass
+class Webhooks:
+    """A scenario's signed webhooks: the seeded template database they pay invoices of, the file of
+    signed requests, the accounts' encryption key, and the account's webhook path."""
+
+    template: Path
+    requests: Path
+    key: str
+    path: str
+
+
+async def signed_webhooks(run: Run, scenario: str, count: int) -> Webhooks:
+    """`count` invoices seeded in `<scenario>/template.db` and a correctly signed Razorpay capture for each."""
+    from gateways.secretbox import new_key  # noqa: PLC0415
+
+    secret, key = secrets.token_hex(16), new_key()
+    run.log(f"{scenario}: seeding {count} invoices and signing {count} payment.captured webhooks")
+    template = await _template(run, count, secret, key, folder=scenario)
+    requests = run.subdir(scenario) / "webhooks.jsonl"
+    write_webhooks(str(requests), run.extra.pop("_ingress_refs"), 118_000, secret)
+    return Webhooks(template, requests, key, run.extra["_ingress_path"])
+
+
+@dataclass
+class Phase:
+    result: dict[str, Any]  # the load generator's figures
+    db_path: Path
+    worker_log: Path  # written only with a worker
+
+
+async def run_phase(run: Run, scenario: str, name: str, hooks: Webhooks, *, mode: str, rate: float,
+                    seconds: float, with_worker: bool) -> Phase:
+    """One load phase on a fresh copy of the template: an ingress (and, `with_worker`, one worker that
+    drains the queue before the phase ends), loaded by `bench.loadgen` at `rate` (or saturated)."""
     from tests.support.redis_server import free_port  # noqa: PLC0415
 
-    folder = run.subdir(f"ingress-{name}")
-    db_path = folder / "studiovault.db"
-    shutil.copy(template, db_path)
-    queue, port = f"bench:ingress:{name}", free_port()
+    db_path = run.subdir(f"{scenario}-{name}") / "studiovault.db"
+    shutil.copy(hooks.template, db_path)
+    queue, port = f"bench:{scenario}:{name}", free_port()
     env = pipeline_env(f"sqlite:///{db_path}", run.redis_url, queue,
-                       SV_ACCOUNTS_ENCRYPTION_KEYS=json.dumps([key]), SV_INGRESS_PORT=str(port))
+                       SV_ACCOUNTS_ENCRYPTION_KEYS=json.dumps([hooks.key]), SV_INGRESS_PORT=str(port))
     logs = run.subdir("logs")
-    duration = run.sizes.ingress_seconds
-    with process([*INGRESS, "--port", str(port)], env, logs / f"ingress-{name}.log") as ingress:
-        _wait_healthy(port, ingress, logs / f"ingress-{name}.log")
+    ingress_log, worker_log = logs / f"ingress-{scenario}-{name}.log", logs / f"worker-{scenario}-{name}.log"
+    with process([*INGRESS, "--port", str(port)], env, ingress_log) as ingress:
+        _wait_healthy(port, ingress, ingress_log)
         if with_worker:
-            with process(WORKER, env, logs / f"worker-ingress-{name}.log") as worker:
+            with process(WORKER, env, worker_log) as worker:
                 await asyncio.sleep(1.5)  # the worker's start-up (imports, connections) before the load
-                result = await _loadgen(port, webhooks, mode, rate=rate, duration=duration,
-                                        path=run.extra["_ingress_path"])
+                result = await _loadgen(port, hooks.requests, mode, rate=rate, duration=seconds, path=hooks.path)
                 redis = Redis.from_url(run.redis_url)
                 try:
-                    await drain_time(redis, queue, 1 << 30, [worker], within=120)
+                    await drain_time(redis, queue, 1 << 30, [worker], within=max(120.0, seconds * 10))
                 finally:
                     await redis.aclose()
+                await asyncio.sleep(0.2)  # the last event_applied line reaches its file
                 run.note_rss("worker", peak_rss_mb(worker.pid))
         else:
-            profiling = asyncio.create_task(profile_pid(run, ingress.pid, duration - 0.5, "ingress")) \
+            profiling = asyncio.create_task(profile_pid(run, ingress.pid, seconds - 0.5, "ingress")) \
                 if run.profile and mode == "saturate" else None
-            result = await _loadgen(port, webhooks, mode, rate=rate, duration=duration,
-                                    path=run.extra["_ingress_path"])
+            result = await _loadgen(port, hooks.requests, mode, rate=rate, duration=seconds, path=hooks.path)
             if profiling is not None:
                 await profiling
         run.note_rss("ingress", peak_rss_mb(ingress.pid))
-    run.extra.setdefault("ingress_phases", {})[name] = result
-    return result, db_path, queue
+    return Phase(result, db_path, worker_log)
 
 
 async def _end_to_end(db_path: Path) -> tuple[list[float], dict[str, int]]:
@@ -145,26 +175,20 @@ async def run_ingress(run: Run) -> None:
     require_payments()
     _require_ingress()
     duration = run.sizes.ingress_seconds
-    from gateways.secretbox import new_key  # noqa: PLC0415
-
-    secret, key = secrets.token_hex(16), new_key()
-    count = int(MAX_RATE_PLANNED * duration)
-    run.log(f"ingress: seeding {count} invoices and signing {count} payment.captured webhooks")
-    template = await _template(run, count, secret, key)
-    webhooks = run.subdir("ingress") / "webhooks.jsonl"
-    write_webhooks(str(webhooks), run.extra.pop("_ingress_refs"), 118_000, secret)
+    hooks = await signed_webhooks(run, "ingress", int(MAX_RATE_PLANNED * duration))
+    phases = run.extra.setdefault("ingress_phases", {})
 
     run.log(f"ingress: fixed rate {FIXED_RATE:.0f}/s for {duration:.0f} s")
-    fixed, _, _ = await _phase(run, "fixed", template, webhooks, key=key, mode="fixed", rate=FIXED_RATE,
-                               with_worker=False)
+    fixed = phases["fixed"] = (await run_phase(run, "ingress", "fixed", hooks, mode="fixed", rate=FIXED_RATE,
+                                               seconds=duration, with_worker=False)).result
     run.record("ingress.fixed_accepted", f"ingress at {FIXED_RATE:.0f}/s: accepted", fixed["ok_per_s"], "req/s",
                f"{fixed['ok']} of {fixed['sent']} 2xx")
     run.record("ingress.fixed_p50_ms", f"ingress at {FIXED_RATE:.0f}/s: p50 response", fixed["p50_ms"], "ms")
     run.record("ingress.fixed_p99_ms", f"ingress at {FIXED_RATE:.0f}/s: p99 response", fixed["p99_ms"], "ms")
 
     run.log(f"ingress: saturation, {CONNECTIONS} connections, closed loop, {duration:.0f} s")
-    sat, _, _ = await _phase(run, "saturation", template, webhooks, key=key, mode="saturate", rate=0,
-                             with_worker=False)
+    sat = phases["saturation"] = (await run_phase(run, "ingress", "saturation", hooks, mode="saturate", rate=0,
+                                                  seconds=duration, with_worker=False)).result
     run.record("ingress.saturation_accepted", "ingress at saturation: accepted", sat["ok_per_s"], "req/s",
                f"{sat['ok']} of {sat['sent']} 2xx")
     run.record("ingress.saturation_p50_ms", "ingress at saturation: p50 response", sat["p50_ms"], "ms")
@@ -172,9 +196,10 @@ async def run_ingress(run: Run) -> None:
 
     half = max(10.0, sat["ok_per_s"] / 2)
     run.log(f"ingress: end to end at {half:.0f}/s (50% of saturation) with one worker")
-    e2e, db_path, _ = await _phase(run, "e2e", template, webhooks, key=key, mode="fixed", rate=half,
-                                   with_worker=True)
-    latencies, statuses = await _end_to_end(db_path)
+    phase = await run_phase(run, "ingress", "e2e", hooks, mode="fixed", rate=half, seconds=duration,
+                            with_worker=True)
+    e2e = phases["e2e"] = phase.result
+    latencies, statuses = await _end_to_end(phase.db_path)
     run.extra["e2e_inbox"] = statuses
     note = f"{len(latencies)} events at {half:.0f}/s; created_at → applied_at (ms clock)"
     run.record("e2e.rate", "end to end: offered rate (50% of saturation)", half, "req/s",

@@ -13,23 +13,16 @@ for an event with no such line.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
-
-from bench.apply import WORKER, require_payments
+from bench.apply import require_payments
 from bench.core import Run, percentile
-from bench.ingress import CONNECTIONS, INGRESS, _loadgen, _require_ingress, _template, _wait_healthy
-from bench.payments_data import write_webhooks
-from bench.procs import drain_time, peak_rss_mb, pipeline_env, process
+from bench.ingress import CONNECTIONS, _require_ingress, run_phase, signed_webhooks
 from store import Database
 from store.sqlite import SqliteDatabase
 
@@ -95,53 +88,18 @@ def applied_rate(created: list[int], applied: list[int], *, warmup_ms: int = 100
     return (sum(start <= a <= end for a in applied) / span, sum(start <= c <= end for c in created) / span)
 
 
-async def _phase(run: Run, name: str, template: Path, webhooks: Path, *, key: str, mode: str, rate: float,
-                 seconds: float, path: str) -> tuple[dict[str, Any], Path, list[Path]]:
-    from tests.support.redis_server import free_port  # noqa: PLC0415
-
-    folder = run.subdir(f"latency-{name}")
-    db_path = folder / "studiovault.db"
-    shutil.copy(template, db_path)
-    queue, port = f"bench:latency:{name}", free_port()
-    env = pipeline_env(f"sqlite:///{db_path}", run.redis_url, queue,
-                       SV_ACCOUNTS_ENCRYPTION_KEYS=json.dumps([key]), SV_INGRESS_PORT=str(port))
-    logs = run.subdir("logs")
-    worker_log = logs / f"worker-latency-{name}.log"
-    with process([*INGRESS, "--port", str(port)], env, logs / f"ingress-latency-{name}.log") as ingress:
-        _wait_healthy(port, ingress, logs / f"ingress-latency-{name}.log")
-        with process(WORKER, env, worker_log) as worker:
-            await asyncio.sleep(1.5)  # the worker's start-up (imports, connections) before the load
-            result = await _loadgen(port, webhooks, mode, rate=rate, duration=seconds, path=path)
-            redis = Redis.from_url(run.redis_url)
-            try:
-                await drain_time(redis, queue, 1 << 30, [worker], within=max(60.0, seconds * 10))
-            finally:
-                await redis.aclose()
-            await asyncio.sleep(0.2)  # the last event_applied line reaches its file
-            run.note_rss("worker", peak_rss_mb(worker.pid))
-        run.note_rss("ingress", peak_rss_mb(ingress.pid))
-    return result, db_path, [worker_log]
-
-
 async def run_latency(run: Run) -> None:
     require_payments()
     _require_ingress()
-    from gateways.secretbox import new_key  # noqa: PLC0415
-
     seconds = run.sizes.latency_seconds
-    secret, key = secrets.token_hex(16), new_key()
-    count = int(PLANNED_PER_SECOND * seconds)
-    run.log(f"latency: seeding {count} invoices and signing {count} payment.captured webhooks")
-    template = await _template(run, count, secret, key, folder="latency")
-    webhooks = run.subdir("latency") / "webhooks.jsonl"
-    write_webhooks(str(webhooks), run.extra.pop("_ingress_refs"), 118_000, secret)
-    hook_path = run.extra["_ingress_path"]
+    hooks = await signed_webhooks(run, "latency", int(PLANNED_PER_SECOND * seconds))
     details: dict[str, Any] = run.extra.setdefault("latency", {})
 
     run.log(f"latency: pipeline capacity — ingress saturated ({CONNECTIONS} connections) + one worker, {seconds:.0f} s")
-    sat, db_path, _ = await _phase(run, "capacity", template, webhooks, key=key, mode="saturate", rate=0,
-                                   seconds=seconds, path=hook_path)
-    db = await SqliteDatabase.open(db_path)
+    capacity_phase = await run_phase(run, "latency", "capacity", hooks, mode="saturate", rate=0, seconds=seconds,
+                                     with_worker=True)
+    sat = capacity_phase.result
+    db = await SqliteDatabase.open(capacity_phase.db_path)
     try:
         rows = await db.query("SELECT created_at, applied_at FROM event_inbox")
     finally:
@@ -157,11 +115,12 @@ async def run_latency(run: Run) -> None:
 
     for label, rate in [*((f"{p}pct", capacity * p / 100) for p in FRACTIONS), ("100rps", FIXED_RATE)]:
         run.log(f"latency: {rate:,.0f}/s offered open-loop for {seconds:.0f} s ({label}), one worker")
-        fixed, db_path, logs = await _phase(run, label, template, webhooks, key=key, mode="fixed", rate=rate,
-                                            seconds=seconds, path=hook_path)
-        db = await SqliteDatabase.open(db_path)
+        phase = await run_phase(run, "latency", label, hooks, mode="fixed", rate=rate, seconds=seconds,
+                                with_worker=True)
+        fixed = phase.result
+        db = await SqliteDatabase.open(phase.db_path)
         try:
-            lat = await end_to_end_ms(db, commit_times(logs), created_after_ms=0)
+            lat = await end_to_end_ms(db, commit_times([phase.worker_log]), created_after_ms=0)
         finally:
             await db.close()
         figures = lat.summary()
