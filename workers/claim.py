@@ -5,7 +5,9 @@ EXISTS it, ZSCORE the job, MULTI/PSETEX/EXEC): a worker with 50 free slots spend
 before the 50th job starts, and the no-op ceiling is mostly that. The same check-and-set, for every
 job of a poll at once, is one Lua script here: atomic in Redis, as the WATCH/MULTI is (optimistically)
 in arq, with arq's exact conditions: a job is claimed when no worker holds its in-progress key and it
-is still in the queue, due now; claiming sets that key for `in_progress_timeout` ms.
+is still in the queue, due now; claiming sets that key for `in_progress_timeout` ms. The same script
+then does what arq's `run_job` opens with, a transaction of its own per job: it reads the job's payload
+and counts the try (`workers.jobrun` runs the job from there).
 
 Each finished job is one more MULTI/EXEC round trip in arq. `Finisher` puts the finishing commands of
 the jobs that end while one such transaction is in flight into the next one (natural batching, as
@@ -22,20 +24,30 @@ from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix,
 from arq.utils import to_ms
 
 from core.batching import NaturalBatcher
+from workers.jobrun import RETRY_KEY_TTL_S, Claimed
 
 MAX_FINISHES = 100  # jobs per transaction
 
+# KEYS: the queue, then per job its in-progress, job and retry keys; ARGV: now (ms), the in-progress
+# expiry (ms), the retry key's expiry (s), then the job ids. Per claimed job: id, score, payload ('' when
+# the job key has expired) and the incremented try count: arq's `run_job` opening transaction, done here.
 CLAIM_LUA = """
 local now = tonumber(ARGV[1])
 local claimed = {}
-for i = 2, #KEYS do
-  local id = ARGV[i + 1]
-  if redis.call('EXISTS', KEYS[i]) == 0 then
+for i = 1, (#KEYS - 1) / 3 do
+  local id = ARGV[i + 3]
+  local in_progress, job_key, retry_key = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
+  if redis.call('EXISTS', in_progress) == 0 then
     local score = redis.call('ZSCORE', KEYS[1], id)
     if score and tonumber(score) > 0 and tonumber(score) <= now then
-      redis.call('PSETEX', KEYS[i], ARGV[2], '1')
+      redis.call('PSETEX', in_progress, ARGV[2], '1')
+      local payload = redis.call('GET', job_key)
+      local try = redis.call('INCR', retry_key)
+      redis.call('EXPIRE', retry_key, ARGV[3])
       claimed[#claimed + 1] = id
       claimed[#claimed + 1] = score
+      claimed[#claimed + 1] = payload or ''
+      claimed[#claimed + 1] = try
     end
   end
 end
@@ -50,11 +62,14 @@ class Claimer:
         self._script = pool.register_script(CLAIM_LUA)
         self._queue_name, self._in_progress_ms = queue_name, in_progress_ms
 
-    async def claim(self, job_ids: list[str], now_ms: int) -> list[tuple[str, int]]:
-        """The jobs of `job_ids` this worker now holds, with their scores, in the order given."""
-        keys = [self._queue_name, *(in_progress_key_prefix + job_id for job_id in job_ids)]
-        flat = await self._script(keys=keys, args=[now_ms, self._in_progress_ms, *job_ids])
-        return [(_text(flat[i]), int(float(_text(flat[i + 1])))) for i in range(0, len(flat), 2)]
+    async def claim(self, job_ids: list[str], now_ms: int) -> list[Claimed]:
+        """The jobs of `job_ids` this worker now holds, started (try counted), in the order given."""
+        keys = [self._queue_name]
+        for job_id in job_ids:
+            keys += [in_progress_key_prefix + job_id, job_key_prefix + job_id, retry_key_prefix + job_id]
+        flat = await self._script(keys=keys, args=[now_ms, self._in_progress_ms, RETRY_KEY_TTL_S, *job_ids])
+        return [Claimed(_text(flat[i]), int(float(_text(flat[i + 1]))), _bytes(flat[i + 2]), int(flat[i + 3]))
+                for i in range(0, len(flat), 4)]
 
 
 def finish_commands(tr: Any, *, queue_name: str, job_id: str, finish: bool, result_data: bytes | None,
@@ -101,3 +116,7 @@ class Finisher:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value

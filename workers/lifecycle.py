@@ -35,6 +35,7 @@ from workers.claim import Claimer, Finisher, finish_commands
 from workers.deps import Deps
 from workers.feed import stop_feed
 from workers.heartbeat import Heartbeat
+from workers.jobrun import Claimed, check_supported, run_claimed
 
 log = structlog.get_logger("studiovault.worker")
 
@@ -57,6 +58,7 @@ class PipelineWorker(Worker):
 
     def __init__(self, *args: Any, heartbeat: Heartbeat | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        check_supported(self)
         self.between_polls = asyncio.Event()  # set after start-up and each poll; clear while polling
         self.heartbeat = heartbeat
         self.redis_down_since: float | None = None
@@ -165,10 +167,10 @@ class PipelineWorker(Worker):
                 self._free_slots(slots)
                 raise
             self._free_slots(slots - len(claimed))
-            for job_id, score in claimed:
-                task = self.loop.create_task(self.run_job(job_id, score))
+            for job in claimed:
+                task = self.loop.create_task(self._run_claimed(job))
                 task.add_done_callback(self._job_ended)
-                self.tasks[job_id] = task
+                self.tasks[job.job_id] = task
 
     def _job_ended(self, _: asyncio.Task[None]) -> None:
         self._release_sem_dec_counter_on_complete()
@@ -197,11 +199,11 @@ class PipelineWorker(Worker):
             self.job_counter -= 1
             self.sem.release()
 
-    async def run_job(self, job_id: str, score: int) -> None:
+    async def _run_claimed(self, job: Claimed) -> None:
         try:
-            await super().run_job(job_id, score)
+            await run_claimed(self, job)
         except REDIS_DOWN:  # arq could not record how the job ended: put it back once Redis is here
-            self._finished_unrecorded.add(job_id)
+            self._finished_unrecorded.add(job.job_id)
 
     def _count_redis_error(self, exc: BaseException) -> None:
         deps: Deps | None = self.ctx.get("deps")

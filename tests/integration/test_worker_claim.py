@@ -13,6 +13,7 @@ import redis.exceptions
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 
 from workers.claim import Claimer, Finisher, finish_commands
+from workers.jobrun import RETRY_KEY_TTL_S, Claimed
 
 QUEUE = "test:claim"
 
@@ -25,12 +26,18 @@ async def test_only_due_queued_jobs_nobody_holds_are_claimed(redis: aioredis.Red
     now = now_ms()
     await redis.zadd(QUEUE, {"due": now - 10, "held": now - 10, "later": now + 60_000, "other": now - 5})
     await redis.set(in_progress_key_prefix + "held", b"1")
+    await redis.set(job_key_prefix + "due", b'{"t": "due"}')
+    await redis.set(retry_key_prefix + "due", b"2")  # its third try
+    await redis.set(job_key_prefix + "held", b"{}")
     claimer = Claimer(redis, QUEUE, 40_000)
     claimed = await claimer.claim(["due", "held", "later", "gone", "other"], now)
-    assert claimed == [("due", now - 10), ("other", now - 5)]
+    # "other" has no job key (expired): claimed with an empty payload, for the runner to fail it as arq does
+    assert claimed == [Claimed("due", now - 10, b'{"t": "due"}', 3), Claimed("other", now - 5, b"", 1)]
     ttl = await redis.pttl(in_progress_key_prefix + "due")
     assert 39_000 < ttl <= 40_000
+    assert RETRY_KEY_TTL_S - 5 < await redis.ttl(retry_key_prefix + "due") <= RETRY_KEY_TTL_S
     assert await redis.exists(in_progress_key_prefix + "later") == 0
+    assert await redis.get(retry_key_prefix + "held") is None  # tries are counted only for claimed jobs
     assert await claimer.claim(["due", "other"], now) == []  # held now: a second worker gets nothing
 
 
@@ -39,7 +46,7 @@ async def test_the_script_survives_redis_forgetting_it(redis: aioredis.Redis) ->
     assert await claimer.claim(["nothing"], now_ms()) == []
     await redis.script_flush()
     await redis.zadd(QUEUE, {"job": now_ms() - 1})
-    assert [job for job, _ in await claimer.claim(["job"], now_ms())] == ["job"]
+    assert [job.job_id for job in await claimer.claim(["job"], now_ms())] == ["job"]
 
 
 async def test_concurrent_finishes_share_a_transaction_and_each_job_is_finished(redis: aioredis.Redis) -> None:
