@@ -10,11 +10,13 @@ for terminals (`SV_LOG_JSON=false`).
 
 from __future__ import annotations
 
+import json as stdlib_json
 import logging
 import sys
 from types import TracebackType
-from typing import TextIO
+from typing import Any, TextIO
 
+import orjson
 import structlog
 
 from observability import tracing
@@ -32,6 +34,15 @@ def _redact(_: object, __: str, event_dict: structlog.types.EventDict) -> struct
     return event_dict
 
 
+def _dumps(event: Any, **kw: Any) -> str:
+    """The JSON renderer's serializer: orjson (a tenth of the standard library's cost per line, on every
+    event a worker applies); what orjson refuses (an int beyond 64 bits) the standard library writes."""
+    try:
+        return orjson.dumps(event, default=kw.get("default"), option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return stdlib_json.dumps(event, **kw)
+
+
 def configure_logging(level: str = "INFO", json: bool = True, stream: TextIO | None = None) -> None:
     """Configure once, at process start. Logs go to `stream` (stderr by default)."""
     stream = stream or sys.stderr
@@ -45,7 +56,7 @@ def configure_logging(level: str = "INFO", json: bool = True, stream: TextIO | N
     ]
     # Tracebacks without their frames' local variables: those hold webhook secrets, API keys, tokens.
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(
+        structlog.processors.JSONRenderer(serializer=_dumps) if json else structlog.dev.ConsoleRenderer(
             colors=stream.isatty(), exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False))
     )
     tracebacks: list[structlog.types.Processor] = [structlog.processors.ExceptionRenderer(

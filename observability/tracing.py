@@ -14,7 +14,7 @@ process), so tests can install an in-memory exporter and remove it again.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -68,16 +68,22 @@ def enabled() -> bool:
     return _State.tracer is not None
 
 
-@contextmanager
+_NO_SPAN: AbstractContextManager[None] = nullcontext()  # reusable: tracing off costs one call, no generator
+
+
 def span(name: str, *, kind: SpanKind = SpanKind.INTERNAL, parent: Mapping[str, str] | None = None,
-         attributes: Mapping[str, Any] | None = None, error_status: bool = True) -> Iterator[Span | None]:
+         attributes: Mapping[str, Any] | None = None, error_status: bool = True) -> AbstractContextManager[Span | None]:
     """A span around the block (None when tracing is off). `parent`: a carried W3C trace context to
     continue instead of the current one. `error_status=False`: an exception is not an error here
     (arq's `Retry`)."""
-    tracer = _State.tracer
-    if tracer is None:
-        yield None
-        return
+    if _State.tracer is None:
+        return _NO_SPAN
+    return _span(_State.tracer, name, kind=kind, parent=parent, attributes=attributes, error_status=error_status)
+
+
+@contextmanager
+def _span(tracer: Tracer, name: str, *, kind: SpanKind, parent: Mapping[str, str] | None,
+          attributes: Mapping[str, Any] | None, error_status: bool) -> Iterator[Span]:
     context = _PROPAGATOR.extract(dict(parent)) if parent else None
     with tracer.start_as_current_span(name, context=context, kind=kind, attributes=dict(attributes or {}),
                                       record_exception=error_status, set_status_on_exception=error_status) as s:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypedDict
@@ -34,19 +34,45 @@ class KeyedLocks:
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+    def hold(self, key: str) -> _Hold:
+        """`async with locks.hold(key):` — the key's lock, held for the block."""
+        return _Hold(self, key)
+
+    def _join(self, key: str) -> asyncio.Lock:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
         self._locks[key] = (lock, users + 1)
+        return lock
+
+    def _leave(self, key: str) -> None:
+        lock, users = self._locks[key]
+        if users == 1:
+            del self._locks[key]
+        else:
+            self._locks[key] = (lock, users - 1)
+
+
+class _Hold:
+    """`KeyedLocks.hold`'s context manager (a class: one per job, cheaper than a generator's)."""
+
+    __slots__ = ("_key", "_lock", "_locks")
+
+    def __init__(self, locks: KeyedLocks, key: str) -> None:
+        self._locks, self._key = locks, key
+        self._lock: asyncio.Lock | None = None
+
+    async def __aenter__(self) -> None:
+        lock = self._locks._join(self._key)
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+            await lock.acquire()
+        except BaseException:  # cancelled while waiting: no longer a user of the key
+            self._locks._leave(self._key)
+            raise
+        self._lock = lock
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._lock is not None:  # always, after __aenter__
+            self._lock.release()
+        self._locks._leave(self._key)
 
 
 _EVENTS = {"database": ("database_unavailable", "database_recovered")}
