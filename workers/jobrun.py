@@ -123,7 +123,7 @@ async def run_claimed(worker: Worker, job: Claimed) -> None:  # noqa: C901, PLR0
             logger.info("%6.2fs ↻ %s cancelled, will be run again", t, ref)
             worker.jobs_retried += 1
         else:
-            logger.exception("%6.2fs ! %s failed, %s: %s", t, ref, e.__class__.__name__, e)
+            logger.exception("%6.2fs ! %s failed, %s: %s", t, ref, e.__class__.__name__, e)  # noqa: TRY401 - arq's
             result, finish = e, True
             worker.jobs_failed += 1
     else:
