@@ -3,7 +3,6 @@ checks, the pipeline-state refresher behind `GET /metrics`, and tracing when con
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -11,6 +10,7 @@ import structlog
 from starlette.applications import Starlette
 
 from bootstrap.gateways import account_directory
+from bootstrap.process import quiet_gc
 from bootstrap.resources import open_resources, require_migrated
 from bootstrap.telemetry import start_state_refresher, start_tracing
 from config import Settings
@@ -24,16 +24,6 @@ from observability.metrics import IngressMetrics
 from store.coalesce import CoalescingDatabase
 
 log = structlog.get_logger("studiovault.ingress")
-
-
-def quiet_gc() -> None:
-    """Keep the collector's pauses off the request path. Measured at 500 webhooks/s before: a gen-1
-    collection every ~0.2 s took ~10 ms and a gen-2 ~40 ms (it walks every object imported at start-up),
-    and each one stalled every request in flight. What exists once started lives as long as the process:
-    frozen, the collector never walks it again; and gen 0 runs a tenth as often (requests make few cycles)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(7_000, 10, 10)
 
 
 def build_app(settings: Settings, *, own_process: bool = False) -> Starlette:

@@ -19,6 +19,7 @@ from arq.connections import ArqRedis
 
 from bootstrap.database import open_database
 from bootstrap.gateways import account_store, gateway_api
+from bootstrap.process import quiet_gc
 from bootstrap.resources import Unavailable, open_redis, require_migrated
 from bootstrap.senders import http_client, notify_services
 from bootstrap.telemetry import start_metrics_server, start_state_refresher, start_tracing
@@ -91,11 +92,13 @@ async def close_deps(deps: Deps) -> None:
 
 
 async def open_worker(settings: Settings, router: Router = ROUTER, customize: Callable[[Deps], Deps] | None = None,
-                      **overrides: Any) -> PipelineWorker:
+                      *, own_process: bool = False, **overrides: Any) -> PipelineWorker:
     """A worker on a bounded Redis pool, with its heartbeat. A worker started before its Redis (or during
-    an outage) waits for it, as a running one does: logged once, retried every 2 s at most."""
+    an outage) waits for it, as a running one does: logged once, retried every 2 s at most.
+    `own_process`: the worker is the process (`studiovault worker`), so it may tune the process's collector."""
     pool = await _wait_for_redis(settings)
-    kwargs = {**worker_settings(settings, router, customize), "redis_pool": pool, **overrides}
+    kwargs = {**worker_settings(settings, router, customize, own_process=own_process), "redis_pool": pool,
+              **overrides}
     return PipelineWorker(**kwargs, heartbeat=Heartbeat(settings.worker.heartbeat_file))
 
 
@@ -117,12 +120,14 @@ async def _wait_for_redis(settings: Settings) -> ArqRedis:
 
 
 def worker_settings(settings: Settings, router: Router = ROUTER,
-                    customize: Callable[[Deps], Deps] | None = None) -> dict[str, Any]:
+                    customize: Callable[[Deps], Deps] | None = None, *, own_process: bool = False) -> dict[str, Any]:
     """Keyword arguments for `workers.runtime.PipelineWorker`. `customize` lets a test swap a dependency
     (e.g. the clock) after the real ones are built."""
 
     async def start(redis: ArqRedis) -> Deps:
         deps = await build_deps(settings, redis, router)
+        if own_process:
+            quiet_gc()  # start-up is done: what it built lives as long as the process
         return customize(deps) if customize else deps
 
     return runtime.worker_settings(settings, start, close_deps)

@@ -31,7 +31,7 @@ def worker(
     log = structlog.get_logger("studiovault.worker")
 
     async def go() -> int:
-        w = await open_worker(config, load_router(router) if router else ROUTER, burst=burst)
+        w = await open_worker(config, load_router(router) if router else ROUTER, own_process=True, burst=burst)
         try:
             await w.async_run()
         except asyncio.CancelledError:
