@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -56,10 +56,16 @@ class Latencies:
     ms: list[float]
     from_log: int  # how many end at the commit log line (the rest at applied_at)
     statuses: dict[str, int]
+    # The two parts of `ms`, for the events that have a commit log line: created_at → applied_at (the
+    # ingress's commit, the enqueue, the wait for a poll, the claim), and applied_at → commit (the unit).
+    waits: list[float] = field(default_factory=list)
+    units: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, float | None]:
         return {"p50_ms": percentile(self.ms, 50), "p99_ms": percentile(self.ms, 99),
-                "max_ms": max(self.ms) if self.ms else None, "events": float(len(self.ms))}
+                "max_ms": max(self.ms) if self.ms else None, "events": float(len(self.ms)),
+                "before_unit_p50_ms": percentile(self.waits, 50), "before_unit_p99_ms": percentile(self.waits, 99),
+                "unit_p50_ms": percentile(self.units, 50), "unit_p99_ms": percentile(self.units, 99)}
 
 
 async def end_to_end_ms(db: Database, commits: dict[str, float], *, created_after_ms: float = 0) -> Latencies:
@@ -68,12 +74,15 @@ async def end_to_end_ms(db: Database, commits: dict[str, float], *, created_afte
                           " AND created_at >= ?", [int(created_after_ms)])
     statuses = await db.query("SELECT status, count(*) AS n FROM event_inbox WHERE created_at >= ? GROUP BY status",
                               [int(created_after_ms)])
-    values, from_log = [], 0
+    values, waits, units = [], [], []
     for r in rows:
+        created, began = float(r["created_at"]), float(r["applied_at"])
         committed = commits.get(str(r["id"]))
-        from_log += committed is not None
-        values.append((committed if committed is not None else float(r["applied_at"])) - float(r["created_at"]))
-    return Latencies(values, from_log, {str(r["status"]): int(r["n"]) for r in statuses})
+        values.append((committed if committed is not None else began) - created)
+        if committed is not None:
+            waits.append(began - created)
+            units.append(committed - began)
+    return Latencies(values, len(units), {str(r["status"]): int(r["n"]) for r in statuses}, waits, units)
 
 
 def applied_rate(created: list[int], applied: list[int], *, warmup_ms: int = 1000) -> tuple[float, float]:
@@ -128,7 +137,8 @@ async def run_latency(run: Run) -> None:
                           **figures}
         where = "100/s" if label == "100rps" else f"{label[:-3]} % of capacity ({rate:,.0f}/s)"
         clock = "commit log line" if lat.from_log == len(lat.ms) else f"commit log for {lat.from_log}, else applied_at"
-        note = f"{len(lat.ms)} events; created_at → {clock}; ingress p99 {fixed['p99_ms']} ms"
+        note = (f"{len(lat.ms)} events; created_at → {clock}; ingress p99 {fixed['p99_ms']} ms; p99 before the "
+                f"unit of work began {figures['before_unit_p99_ms']} ms, of the unit {figures['unit_p99_ms']} ms")
         run.record(f"latency.{label}.p50_ms", f"end to end at {where}: p50", figures["p50_ms"], "ms", note)
         run.record(f"latency.{label}.p99_ms", f"end to end at {where}: p99", figures["p99_ms"], "ms")
         run.record(f"latency.{label}.max_ms", f"end to end at {where}: max", figures["max_ms"], "ms")

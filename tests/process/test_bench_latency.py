@@ -115,6 +115,8 @@ async def test_end_to_end_ends_at_the_commit_line_else_at_applied_at() -> None:
     assert sorted(lat.ms) == [7.5, 10.0]
     assert lat.from_log == 1
     assert lat.summary()["max_ms"] == 10.0
+    # split where the commit line is known: 4 ms before the unit of work began, 3.5 ms in it
+    assert (lat.waits, lat.units) == ([4.0], [3.5])
 
 
 def test_capacity_counts_applied_events_while_webhooks_kept_arriving() -> None:
