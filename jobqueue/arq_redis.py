@@ -18,9 +18,11 @@ APPLY_JOB = "apply_event"
 # arq's `enqueue_job` for several jobs in one round trip, atomically per job as arq's WATCH/MULTI is: a job
 # whose job or result key exists is refused (0); else its job key is set with its expiry and its id
 # scored into the queue (1). KEYS: job key, result key per job; ARGV: queue, then id, score, expiry ms,
-# payload per job.
+# payload per job, and last the wake channel: when any job was enqueued, one message there wakes idle
+# workers (`workers.wake`).
 _ENQUEUE_MANY = """
 local out = {}
+local any = false
 for i = 1, #KEYS / 2 do
   local a = 2 + (i - 1) * 4
   if redis.call('EXISTS', KEYS[2 * i - 1], KEYS[2 * i]) > 0 then
@@ -29,10 +31,19 @@ for i = 1, #KEYS / 2 do
     redis.call('PSETEX', KEYS[2 * i - 1], ARGV[a + 2], ARGV[a + 3])
     redis.call('ZADD', ARGV[1], ARGV[a + 1], ARGV[a])
     out[i] = 1
+    any = true
   end
+end
+if any then
+  redis.call('PUBLISH', ARGV[#ARGV], '1')
 end
 return out
 """
+
+
+def wake_channel(queue_name: str) -> str:
+    """Where enqueuing announces new jobs to idle workers (`workers.wake`)."""
+    return queue_name + ":wake"
 
 
 def serialize(job: dict[str, Any]) -> bytes:
@@ -90,6 +101,7 @@ class ArqQueue:
             keys += [job_key_prefix + event_id, result_key_prefix + event_id]
             args += [event_id, str(score), str(score - now + expires_extra_ms),
                      serialize_job(APPLY_JOB, (envelope_json,), {}, None, now, serializer=serialize).decode()]
+        args.append(wake_channel(self.queue_name))
         # redis-py types `eval` for its sync and async clients at once
         answers: list[int] = await self.redis.eval(_ENQUEUE_MANY, len(keys), *keys, *args)  # type: ignore[misc]
         return [bool(a) for a in answers]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import time
 from collections.abc import Coroutine
@@ -22,6 +23,7 @@ from signal import Signals
 from typing import Any
 
 import structlog
+from arq.connections import create_pool, log_redis_info
 from arq.constants import in_progress_key_prefix
 from arq.utils import to_ms
 from arq.worker import Worker
@@ -36,6 +38,7 @@ from workers.deps import Deps
 from workers.feed import stop_feed
 from workers.heartbeat import Heartbeat
 from workers.jobrun import Claimed, check_supported, run_claimed
+from workers.wake import WakeListener
 
 log = structlog.get_logger("studiovault.worker")
 
@@ -49,6 +52,7 @@ SENTINEL_SUFFIX = ":sentinel"  # after the queue's name; no TTL: gone means Redi
 SENTINEL_EVERY_S = 5.0
 RETRY_S = (0.25, 0.5, 1.0, 2.0)  # between polls while Redis is unreachable: back within 2 s of its return
 STUCK_AFTER_S = 60.0
+arq_log = logging.getLogger("arq.worker")  # arq's start-up lines, as arq writes them
 
 
 class PipelineWorker(Worker):
@@ -71,13 +75,40 @@ class PipelineWorker(Worker):
         self._claimer: Claimer | None = None
         self._finisher: Finisher | None = None
         self._slot_freed = asyncio.Event()
+        self.wake: WakeListener | None = None  # once started
 
     async def main(self) -> None:
+        """arq 0.28's `Worker.main`, except the pause between two polls: up to `poll_delay`, as in arq,
+        but it ends as soon as a producer announces enqueued jobs (`workers.wake`)."""
         watchdog = asyncio.ensure_future(self._watch_for_a_stuck_poll())
+        wake: WakeListener | None = None
         try:
-            await super().main()
+            if self._pool is None:
+                self._pool = await create_pool(self.redis_settings, job_deserializer=self.job_deserializer,
+                                               job_serializer=self.job_serializer, default_queue_name=self.queue_name,
+                                               expires_extra_ms=self.expires_extra_ms)
+            arq_log.info("Starting worker for %d functions: %s", len(self.functions), ", ".join(self.functions))
+            await log_redis_info(self.pool, arq_log.info)
+            self.ctx["redis"] = self.pool
+            if self.on_startup:
+                await self.on_startup(self.ctx)
+            wake = self.wake = WakeListener(self.pool, self.queue_name).start()
+            loop = asyncio.get_running_loop()
+            while True:
+                began = loop.time()
+                await self._poll_iteration()
+                if self.burst:
+                    if 0 <= self.max_burst_jobs <= self._jobs_started():
+                        await asyncio.gather(*self.tasks.values())
+                        return
+                    if await self.pool.zcard(self.queue_name) == 0:
+                        await asyncio.gather(*self.tasks.values())
+                        return
+                await wake.wait(self.poll_delay_s - (loop.time() - began))
         finally:
             watchdog.cancel()
+            if wake is not None:
+                await wake.close()
 
     async def _poll_iteration(self) -> None:
         self.between_polls.clear()
