@@ -79,7 +79,10 @@ class PipelineWorker(Worker):
 
     async def main(self) -> None:
         """arq 0.28's `Worker.main`, except the pause between two polls: up to `poll_delay`, as in arq,
-        but it ends as soon as a producer announces enqueued jobs (`workers.wake`)."""
+        but it ends as soon as a producer announces enqueued jobs (`workers.wake`), or, when every slot
+        was taken (arq's poll then does not read the queue at all), as soon as a slot frees. Both cut
+        idle time: with a full queue, a slot freed just after such a poll used to wait ~10 ms for the
+        next one, a quarter of each 50-job cycle (measured)."""
         watchdog = asyncio.ensure_future(self._watch_for_a_stuck_poll())
         wake: WakeListener | None = None
         try:
@@ -104,7 +107,12 @@ class PipelineWorker(Worker):
                     if await self.pool.zcard(self.queue_name) == 0:
                         await asyncio.gather(*self.tasks.values())
                         return
-                await wake.wait(self.poll_delay_s - (loop.time() - began))
+                remaining = self.poll_delay_s - (loop.time() - began)
+                if self.job_counter >= self.max_jobs:
+                    # every slot taken: arq's poll skipped the queue, so poll again as soon as one frees
+                    await self._a_slot_frees(within=max(remaining, 0.0))
+                else:
+                    await wake.wait(remaining)
         finally:
             watchdog.cancel()
             if wake is not None:
@@ -207,10 +215,11 @@ class PipelineWorker(Worker):
         self._release_sem_dec_counter_on_complete()
         self._slot_freed.set()
 
-    async def _a_slot_frees(self) -> bool:
+    async def _a_slot_frees(self, within: float | None = None) -> bool:
+        """Wait up to `within` s (`poll_delay`) for a job slot to free; whether one is free."""
         self._slot_freed.clear()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.poll_delay_s):
+            async with asyncio.timeout(self.poll_delay_s if within is None else within):
                 await self._slot_freed.wait()
         return self.job_counter < self.max_jobs
 
