@@ -17,6 +17,9 @@ RATIOS: list[tuple[str, str, str, str]] = [
     ("ratio.apply_1w_vs_noop_tuned", "apply 1 worker / arq no-op tuned", "apply.sqlite.1w", "ceiling.arq_noop_tuned"),
     ("ratio.apply_1w_vs_arq_default", "apply 1 worker / same work on arq defaults", "apply.sqlite.1w",
      "apply.sqlite.1w_arq_default"),
+    # What stock arq on its default settings can drain at all: no job of ours can go faster there.
+    ("ratio.apply_1w_vs_noop_default", "apply 1 worker / arq no-op on arq defaults", "apply.sqlite.1w",
+     "ceiling.arq_noop_default"),
     ("ratio.apply_2w_vs_1w", "apply 2 workers / 1 worker", "apply.sqlite.2w", "apply.sqlite.1w"),
     ("ratio.apply_1w_vs_sqlite", "apply 1 worker / SQLite batch commits", "apply.sqlite.1w",
      "ceiling.sqlite_batches"),
@@ -47,7 +50,11 @@ class Target:
 
 TARGETS = [
     Target("apply ≥ 0.6 x tuned arq no-op", "ratio.apply_1w_vs_noop_tuned", ">=", 0.6, "x"),
-    Target("apply ≥ 5 x arq defaults, same work", "ratio.apply_1w_vs_arq_default", ">=", 5.0, "x"),
+    # Issue #8's "≥ 5x what arq with its default settings reaches on the same work": stock arq on its
+    # defaults reaches at most its no-op ceiling on any work. (Our worker on arq's default *settings* no
+    # longer waits out poll_delay while busy, so that run is no longer capped and no longer the yardstick.)
+    Target("apply ≥ 5 x stock arq on its defaults (its no-op ceiling)", "ratio.apply_1w_vs_noop_default", ">=", 5.0,
+           "x"),
     Target("ingress ≥ 1,000 webhooks/s accepted", "ingress.saturation_accepted", ">=", 1000.0, "req/s"),
     Target("ingress p99 < 10 ms at 500/s", "ingress.fixed_p99_ms", "<=", 10.0, "ms"),
     Target("end to end p99 < 25 ms at 50% of pipeline capacity", "latency.50pct.p99_ms", "<=", 25.0, "ms"),
