@@ -35,7 +35,9 @@ async def test_writes_leave_a_bounded_wal_and_every_row_checkpointed(tmp_path: P
     size = wal.stat().st_size  # before closing: the last connection's close checkpoints everything anyway
     await db.close()
 
-    assert size < 2_000_000, f"the WAL grew to {size} bytes: nothing checkpointed it"
+    # Measured: with checkpoints 1.7-2.1 MB (the file keeps its largest extent; it is rewound, not
+    # truncated); with none 36 MB. The bound sits between, far from both.
+    assert size < 6_000_000, f"the WAL grew to {size} bytes: nothing checkpointed it"
     raw = sqlite3.connect(path)
     try:
         assert raw.execute("SELECT count(*) FROM t").fetchone() == (5000,)
