@@ -33,6 +33,13 @@ class BatchQueue(Queue, Protocol):
         ...
 
 
+async def enqueue_all(queue: Queue, jobs: Sequence[Job]) -> list[bool]:
+    """`enqueue` for each job: in one call where the queue takes batches, else one by one."""
+    if isinstance(queue, BatchQueue):
+        return list(await queue.enqueue_many(jobs))
+    return [await queue.enqueue(*job) for job in jobs]
+
+
 @dataclass(frozen=True)
 class FeedLease:
     """The right to poll the inbox feed once: `token` fences the cursor update, `cursor` is the last

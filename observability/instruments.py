@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from jobqueue import BatchQueue, Job, Queue
+from jobqueue import Job, Queue, enqueue_all
 from observability import tracing
 from observability.metrics import ErrorSink, WorkerMetrics
 from providers.port import Channel, OutboundMessage, RateLimiter, Sender, SendRejected, SendResult
@@ -130,9 +130,7 @@ class CountingQueue:
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[bool]:
         """The inner queue's `enqueue_many`, or its `enqueue` for each job (a queue without batches)."""
         try:
-            if isinstance(self.inner, BatchQueue):
-                return await self.inner.enqueue_many(jobs)
-            return [await self.inner.enqueue(*job) for job in jobs]
+            return await enqueue_all(self.inner, jobs)
         except Exception as exc:
             self.errors.redis_error(redis_error_kind(exc))
             raise

@@ -15,12 +15,13 @@ import structlog
 
 from core.clock import epoch_ms, from_ms
 from events import inbox
-from jobqueue import Queue
-from jobqueue.port import BatchQueue, Job
+from jobqueue import Job, Queue, enqueue_all
 from store import Database
 
 log = structlog.get_logger("studiovault.redrive")
-ENQUEUE_CHUNK = 100  # jobs per round trip to a queue that enqueues in batches
+# Jobs per round trip to a queue that enqueues in batches: a Redis that lost its data may need every
+# pending event back at once (100,000 events are 1,000 calls, not 400,000 of arq's one-by-one).
+ENQUEUE_CHUNK = 100
 
 
 async def redrive(
@@ -44,7 +45,7 @@ async def redrive(
             jobs.append((str(row["payload_json"]), str(row["id"]), available if available > now else None))
         for start in range(0, len(jobs), ENQUEUE_CHUNK):
             chunk = jobs[start:start + ENQUEUE_CHUNK]
-            enqueued += sum(await _enqueue(queue, chunk))
+            enqueued += sum(await enqueue_all(queue, chunk))
             examined += len(chunk)
             if progress:
                 progress(len(chunk))
@@ -53,10 +54,3 @@ async def redrive(
         log.info("redrive_done", examined=examined, enqueued=enqueued)
     return examined, enqueued
 
-
-async def _enqueue(queue: Queue, jobs: list[Job]) -> list[bool]:
-    """One round trip for the chunk where the queue allows it (a Redis that lost its data may need every
-    pending event back at once: 100,000 events are 1,000 calls, not 400,000 of arq's one-by-one)."""
-    if isinstance(queue, BatchQueue):
-        return await queue.enqueue_many(jobs)
-    return [await queue.enqueue(*job) for job in jobs]
