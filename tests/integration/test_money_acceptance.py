@@ -101,7 +101,10 @@ class World:
 
 
 async def studio(pipeline: Pipeline, rzp_api: RazorpayApiState, stripe_api: StripeApiState, name: str) -> Studio:
-    tenant = await make_tenant(pipeline.db, amount_total=1000.0, due_at=None)
+    # The worker runs on real time: without this, a capture's receipt notification is deferred to 09:00
+    # IST whenever the suite runs between 21:00 and 09:00 IST, and `settle()` waits for it in vain.
+    tenant = await make_tenant(pipeline.db, amount_total=1000.0, due_at=None,
+                               org_config={"notifications": {"quiet_hours": None}})
     ref, acct, secret = f"acc_{name}Studio000001", f"acct_1{name}Studio00000001", f"rzp-webhook-secret-{name}"
     rzp_api.add_account(ref, f"rzp_test_{name}", f"rzp-key-secret-{name}")
     stripe_api.add_connected_account(acct)
