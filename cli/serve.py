@@ -18,6 +18,7 @@ def worker(
     router: Annotated[str | None, typer.Option(help="module:attribute of another routing table (tests).")] = None,
 ) -> None:
     """Run an arq worker (run several, on one or many machines: they share Redis and the database)."""
+    _tune_malloc()
     config = settings()
     if check:
         _check(config.worker.heartbeat_file, config.worker.heartbeat_max_age_s)
@@ -50,6 +51,13 @@ def worker(
         raise typer.Exit(code)
 
 
+def _tune_malloc() -> None:
+    """Before any thread starts (aiosqlite's, the executor's): see `bootstrap.process.one_malloc_arena`."""
+    from bootstrap.process import one_malloc_arena  # noqa: PLC0415
+
+    one_malloc_arena()
+
+
 def _check(path: object, max_age_s: float) -> None:
     from pathlib import Path  # noqa: PLC0415
 
@@ -72,6 +80,7 @@ def ingress(
 ) -> None:
     """Run the webhook ingress (uvicorn): POST /webhooks/{razorpay,stripe,r2,whatsapp,msg91/<token>,resend};
     GET /webhooks/whatsapp (Meta's handshake), /healthz, /readyz."""
+    _tune_malloc()
     import uvicorn  # noqa: PLC0415 - only this command serves HTTP
 
     from bootstrap.ingress import build_app  # noqa: PLC0415
