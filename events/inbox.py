@@ -99,7 +99,7 @@ async def by_dedupe_key(db: Database, dedupe_key: str) -> dict[str, Any] | None:
 
 
 async def pending_before(
-    db: Database, created_before: int, after_id: str = "", limit: int = 500
+    db: Database, created_before: int, after_id: str = "", limit: int = 100
 ) -> list[dict[str, Any]]:
     """Pending events accepted before `created_before` (ms), in id order, for the re-drive sweeper."""
     return await db.query(

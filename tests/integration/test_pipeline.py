@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 
@@ -77,6 +78,28 @@ async def test_flushall_with_events_pending_then_redrive_applies_each_once(
     assert await total_spend(pipeline, t.client_id) == 30
     counts = await pipeline.db.query("SELECT status, count(*) AS n FROM event_inbox GROUP BY status")
     assert counts == [{"status": "applied", "n": 30}]
+
+
+async def test_redrive_pages_through_more_pending_events_than_one_page(
+    pipeline: Pipeline, redis: aioredis.Redis
+) -> None:
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+
+    from events.inbox import pending_before  # noqa: PLC0415
+    from producers.redrive import redrive  # noqa: PLC0415
+
+    t = await make_tenant(pipeline.db)
+    page = inspect.signature(pending_before).parameters["limit"].default
+    count = 2 * page + 7  # three pages, the last one short
+    for i in range(count):
+        await spend(pipeline, t.client_id, 1, f"page-{i}")
+    await redis.flushall()
+    assert await redrive(pipeline.db, pipeline.queue, datetime.now(UTC) + timedelta(seconds=1), timedelta(0)) == (
+        count, count)
+    assert await pipeline.queue.depth() == count
+    await pipeline.start_worker()
+    await pipeline.settle()
+    assert await total_spend(pipeline, t.client_id) == count
 
 
 async def test_two_workers_applying_conflicting_updates_lose_none(pipeline: Pipeline) -> None:
