@@ -10,11 +10,11 @@ _M_ARENA_MAX = -8  # glibc's malloc.h
 
 def one_malloc_arena() -> bool:
     """Have every thread allocate from glibc's main malloc arena. By default each thread that allocates
-    gets an arena of its own (up to 8 per core): aiosqlite runs every SQLite connection on a thread, and
-    the page caches and result rows they malloc spread over 3 arenas of their own (8 MB resident in the
-    worker after 2,000 events), each keeping its freed memory. Shared, the same work peaked ~3.5 MB
-    lower (worker and ingress), events/s unchanged. Call before any thread starts; False (nothing done)
-    where the C library is not glibc."""
+    gets an arena of its own (up to 8 per core), which keeps its freed memory: the SQLite checkpointer's
+    thread, asyncio's executor threads. Measured when each of the 3 SQLite connections still had a
+    thread (aiosqlite): their arenas held 8 MB in the worker after 2,000 events, and shared, the same
+    work peaked ~3.5 MB lower (worker and ingress), events/s unchanged. Call before any thread starts;
+    False (nothing done) where the C library is not glibc."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except AttributeError:  # musl, macOS: no mallopt

@@ -1,6 +1,6 @@
 """Typed database errors, shared by every adapter.
 
-Both engines (SQLite through aiosqlite, D1 through the bridge Worker) report failures as text; one
+Both engines (a SQLite file through sqlite3, D1 through the bridge Worker) report failures as text; one
 classifier turns that text into the same exception types, so callers never match on messages.
 
 - `VersionConflict`, `TransientError` (and its `DatabaseUnavailable`): retry the unit of work.

@@ -1,9 +1,17 @@
-"""The embedded default: a local SQLite file through aiosqlite, behaving like D1.
+"""The embedded default: a local SQLite file, behaving like D1.
 
 D1-faithful on purpose: foreign keys on, 100 bound parameters and 100 KB per statement, no
 transactions except `batch()`. A batch is `BEGIN IMMEDIATE ... COMMIT`, rolled back on any error;
 `batches()` (group commit) is one such transaction with a SAVEPOINT per unit.
 The file is in WAL mode, so reads (on their own connection) never wait for the writer.
+
+Reads and writes run on the event loop's thread, each read snapshot or write batch as one synchronous
+call. A unit of work's calls are short (well under a millisecond each to a few for a group commit) and
+never wait inside SQLite: the reader and the writer both have `busy_timeout = 0`, and a locked file is
+retried from here with `asyncio.sleep` between tries. Handing each call to a thread (aiosqlite) cost
+more than most calls themselves: two thread switches and a wake-up of the loop per call, 17 % of the
+worker's CPU at 200 events/s (README, Performance). The checkpoint, which may wait on the disk (its
+fsyncs), keeps a connection and a thread of its own (aiosqlite).
 
 Several processes (workers, the ingress) may share the file. SQLite has one writer at a time: within
 a process the writer connection is serialised by a lock; across processes a writer that finds the
@@ -27,10 +35,11 @@ import aiosqlite
 from store.errors import DatabaseError, ParameterLimitExceeded, QueryError, TransientError, classify
 from store.port import MAX_PARAMS, MAX_SAFE_INTEGER, MAX_SQL_BYTES, Row, SqlValue, Statement
 
-_BUSY_TIMEOUT_MS = 5_000  # the reader's and the checkpointer's: WAL readers wait only in rare recoveries
-# The writer does not sleep in SQLite's busy handler, whose waits grow 1, 2, 5, 10, 15, 20, 25 ms...:
-# behind another process's stream of group commits a webhook's insert waited 60-80 ms that way. It
-# retries from here instead (off the event loop), every 0.25 ms at first and at most every 4 ms.
+_BUSY_TIMEOUT_MS = 5_000  # while opening, and the checkpointer's (on its own thread)
+# The reader and the writer do not sleep in SQLite's busy handler (it would block the event loop, and
+# its waits grow 1, 2, 5, 10, 15, 20, 25 ms...: behind another process's stream of group commits a
+# webhook's insert waited 60-80 ms that way). They retry from here instead, every 0.25 ms at first and
+# at most every 4 ms.
 _LOCK_RETRY_S = (0.00025, 0.004)
 # SQLite's own auto-checkpoint runs inside the COMMIT that crosses 1,000 WAL pages, with the write lock
 # held: ~10 ms, several times a second at 500 webhooks/s, and every request behind it waited. It is off
@@ -83,22 +92,12 @@ def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Row:
     return {column[0]: value for column, value in zip(cursor.description, values, strict=True)}
 
 
-async def _on_thread(
-    conn: aiosqlite.Connection,
-    operation: Callable[[sqlite3.Connection, A], T],
-    statements: A,
-) -> T:
-    """Run a whole read snapshot or write batch as ONE call on the connection's aiosqlite thread.
-
-    aiosqlite's public API is one thread hop per execute/fetch/commit: a unit of work made ~30 hops
-    and the profile was mostly hops (README, Performance). `Connection._execute` is aiosqlite's own
-    hop, used by every public method; the version is pinned in uv.lock and the contract suite would
-    catch a change. Running the batch as one function also makes it indivisible by cancellation.
-    """
+def _pragma_now(conn: sqlite3.Connection, pragma: str) -> None:
+    cursor = conn.execute(f"PRAGMA {pragma}")
     try:
-        return await conn._execute(operation, conn._conn, statements)  # type: ignore[no-untyped-call,no-any-return]
-    except sqlite3.Error as exc:
-        raise _error(exc) from exc
+        cursor.fetchall()
+    finally:
+        cursor.close()  # an unfinished PRAGMA statement keeps a lock on the file
 
 
 def _read_snapshot(raw: sqlite3.Connection, statements: Sequence[Statement]) -> list[list[Row]]:
@@ -178,7 +177,7 @@ def _unit_limits(unit: Sequence[Statement]) -> Sequence[Statement] | DatabaseErr
 class SqliteDatabase:
     """`Database` on a local SQLite file. Create with `await SqliteDatabase.open(path)`."""
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, lock_wait: float,
+    def __init__(self, path: Path, writer: sqlite3.Connection, reader: sqlite3.Connection, lock_wait: float,
                  checkpointer: aiosqlite.Connection | None = None):
         self.path = path
         self._writer = writer
@@ -194,24 +193,39 @@ class SqliteDatabase:
         """Open (creating if needed) the file in WAL mode with D1's limits."""
         file = Path(path)
         file.parent.mkdir(parents=True, exist_ok=True)
-        writer = await cls._connect(file)
-        await _pragma(writer, "journal_mode = WAL")
-        await _pragma(writer, "wal_autocheckpoint = 0")
-        await _pragma(writer, "busy_timeout = 0")  # from now on a locked file is retried by `_retry_locked`
-        reader = await cls._connect(file, cache_kib=_READER_CACHE_KIB)
-        checkpointer = await cls._connect(file, cache_kib=_CHECKPOINTER_CACHE_KIB)
+        writer = cls._connect(file)
+        reader: sqlite3.Connection | None = None
+        try:
+            _pragma_now(writer, "journal_mode = WAL")
+            _pragma_now(writer, "wal_autocheckpoint = 0")
+            reader = cls._connect(file, cache_kib=_READER_CACHE_KIB)
+            for opened in (writer, reader):  # from now on a locked file is retried by `_retry_locked`
+                _pragma_now(opened, "busy_timeout = 0")
+            checkpointer = await aiosqlite.connect(
+                file, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000, factory=_D1LimitedConnection)
+        except BaseException:
+            for conn in (writer, reader):
+                if conn is not None:
+                    conn.close()
+            raise
+        for pragma in (f"busy_timeout = {_BUSY_TIMEOUT_MS}", "synchronous = NORMAL",
+                       f"cache_size = -{_CHECKPOINTER_CACHE_KIB}"):
+            await _pragma(checkpointer, pragma)
         return cls(file, writer, reader, lock_wait, checkpointer)
 
     @staticmethod
-    async def _connect(path: Path, cache_kib: int | None = None) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(
-            path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000, factory=_D1LimitedConnection
-        )
-        for pragma in (f"busy_timeout = {_BUSY_TIMEOUT_MS}", "foreign_keys = ON", "synchronous = NORMAL"):
-            await _pragma(conn, pragma)
-        if cache_kib is not None:
-            await _pragma(conn, f"cache_size = -{cache_kib}")  # negative: KiB, not pages
-        conn.row_factory = _row  # type: ignore[assignment]  # aiosqlite types it as type | None
+    def _connect(path: Path, cache_kib: int | None = None) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000,
+                               factory=_D1LimitedConnection)
+        try:
+            for pragma in (f"busy_timeout = {_BUSY_TIMEOUT_MS}", "foreign_keys = ON", "synchronous = NORMAL"):
+                _pragma_now(conn, pragma)
+            if cache_kib is not None:
+                _pragma_now(conn, f"cache_size = -{cache_kib}")  # negative: KiB, not pages
+        except BaseException:
+            conn.close()
+            raise
+        conn.row_factory = _row
         return conn
 
     async def query(self, sql: str, params: Sequence[SqlValue] = ()) -> list[Row]:
@@ -256,16 +270,19 @@ class SqliteDatabase:
 
     async def _retry_locked(
         self,
-        conn: aiosqlite.Connection,
+        conn: sqlite3.Connection,
         operation: Callable[[sqlite3.Connection, A], T],
         statements: A,
     ) -> T:
-        """Run `operation` on `conn`'s thread, retrying while another process holds the write lock."""
+        """Run `operation` on `conn`, retrying while another process holds the write lock."""
         deadline = time.monotonic() + self._lock_wait
         delay, cap = _LOCK_RETRY_S
         while True:
             try:
-                return await _on_thread(conn, operation, statements)
+                try:
+                    return operation(conn, statements)
+                except sqlite3.Error as exc:
+                    raise _error(exc) from exc
             except TransientError:
                 if time.monotonic() + delay > deadline:
                     raise
@@ -299,5 +316,5 @@ class SqliteDatabase:
             await asyncio.gather(self._checkpointing, return_exceptions=True)
         if self._checkpointer is not None:
             await self._checkpointer.close()
-        await self._reader.close()
-        await self._writer.close()
+        self._reader.close()
+        self._writer.close()

@@ -51,6 +51,6 @@ async def test_the_writer_never_checkpoints_inside_its_commit(tmp_path: Path) ->
         writer = sqlite3.connect(tmp_path / "wal.db")  # what a pragma on a fresh connection reports: the default
         assert writer.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
         writer.close()
-        assert await db._writer.execute_fetchall("PRAGMA wal_autocheckpoint") == [{"wal_autocheckpoint": 0}]
+        assert db._writer.execute("PRAGMA wal_autocheckpoint").fetchall() == [{"wal_autocheckpoint": 0}]
     finally:
         await db.close()

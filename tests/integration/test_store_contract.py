@@ -151,6 +151,7 @@ async def test_concurrent_writers_lose_no_update(db: Database) -> None:
         nonlocal conflicts
         while True:
             row = (await db.query("SELECT total_spend, version FROM clients WHERE id = ?", (t.client_id,)))[0]
+            await asyncio.sleep(0)  # as a unit of work does between its read and its write: the others run
             try:
                 await db.batch([
                     expect_version("clients", t.client_id, row["version"]),
