@@ -18,8 +18,10 @@ from bench.core import NotAvailable, Run
 from bench.payments_data import InvoiceRef, captured_envelope, seed_invoices
 from bench.procs import PYTHON, Drain, drain_time, log_tail, peak_rss_mb, pipeline_env, process
 from bench.profile import profile_worker
+from events.envelope import Envelope
 from events.publish import Publisher
 from jobqueue.arq_redis import ArqQueue, connect
+from store.errors import TransientError
 from store.migrate import migrate
 from store.sqlite import SqliteDatabase
 
@@ -47,9 +49,23 @@ async def publish_all(db: SqliteDatabase, redis_url: str, queue: str, refs: list
                       *, concurrency: int = 50) -> None:
     pool = await connect(redis_url, queue)
     publisher = Publisher(db, ArqQueue(pool, queue))
+
+    async def publish(envelope: Envelope) -> None:
+        # The same envelope again after a transient failure (on D1, a keep-alive connection the bridge
+        # had just closed: "it may have committed"): a duplicate of a committed one is acknowledged.
+        for attempt in range(3):
+            try:
+                await publisher.publish(envelope)
+            except TransientError:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.1)
+            else:
+                return
+
     try:
         for start in range(0, len(refs), concurrency):
-            await asyncio.gather(*(publisher.publish(captured_envelope(ref, amount_minor))
+            await asyncio.gather(*(publish(captured_envelope(ref, amount_minor))
                                    for ref in refs[start:start + concurrency]))
     finally:
         await pool.aclose()
