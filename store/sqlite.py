@@ -10,8 +10,9 @@ call. A unit of work's calls are short (well under a millisecond each to a few f
 never wait inside SQLite: the reader and the writer both have `busy_timeout = 0`, and a locked file is
 retried from here with `asyncio.sleep` between tries. Handing each call to a thread (aiosqlite) cost
 more than most calls themselves: two thread switches and a wake-up of the loop per call, 17 % of the
-worker's CPU at 200 events/s (README, Performance). The checkpoint, which may wait on the disk (its
-fsyncs), keeps a connection and a thread of its own (aiosqlite).
+worker's CPU at 200 events/s (README, Performance). The bulk of each checkpoint, which copies many
+pages and waits on the disk, keeps a connection and a thread of its own (aiosqlite); only its short
+last step runs on the writer (`_checkpoint`).
 
 Several processes (workers, the ingress) may share the file. SQLite has one writer at a time: within
 a process the writer connection is serialised by a lock; across processes a writer that finds the
@@ -208,9 +209,15 @@ class SqliteDatabase:
                 if conn is not None:
                     conn.close()
             raise
-        for pragma in (f"busy_timeout = {_BUSY_TIMEOUT_MS}", "synchronous = NORMAL",
-                       f"cache_size = -{_CHECKPOINTER_CACHE_KIB}"):
-            await _pragma(checkpointer, pragma)
+        try:
+            for pragma in (f"busy_timeout = {_BUSY_TIMEOUT_MS}", "synchronous = NORMAL",
+                           f"cache_size = -{_CHECKPOINTER_CACHE_KIB}"):
+                await _pragma(checkpointer, pragma)
+        except BaseException:
+            await checkpointer.close()
+            writer.close()
+            reader.close()
+            raise
         return cls(file, writer, reader, lock_wait, checkpointer)
 
     @staticmethod
