@@ -196,6 +196,7 @@ class SqliteDatabase:
         file.parent.mkdir(parents=True, exist_ok=True)
         writer = cls._connect(file)
         reader: sqlite3.Connection | None = None
+        checkpointer: aiosqlite.Connection | None = None
         try:
             _pragma_now(writer, "journal_mode = WAL")
             _pragma_now(writer, "wal_autocheckpoint = 0")
@@ -204,19 +205,15 @@ class SqliteDatabase:
                 _pragma_now(opened, "busy_timeout = 0")
             checkpointer = await aiosqlite.connect(
                 file, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000, factory=_D1LimitedConnection)
-        except BaseException:
-            for conn in (writer, reader):
-                if conn is not None:
-                    conn.close()
-            raise
-        try:
             for pragma in (f"busy_timeout = {_BUSY_TIMEOUT_MS}", "synchronous = NORMAL",
                            f"cache_size = -{_CHECKPOINTER_CACHE_KIB}"):
                 await _pragma(checkpointer, pragma)
         except BaseException:
-            await checkpointer.close()
-            writer.close()
-            reader.close()
+            if checkpointer is not None:
+                await checkpointer.close()
+            for conn in (writer, reader):
+                if conn is not None:
+                    conn.close()
             raise
         return cls(file, writer, reader, lock_wait, checkpointer)
 
