@@ -4,8 +4,6 @@ client (for reconciliation)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import httpx
 
 from config import GatewaySettings
@@ -13,21 +11,15 @@ from events.mapping.stripe import HANDLED_TYPES
 from gateways.accounts import AccountStore
 from gateways.directory import AccountDirectory
 from gateways.http_api import HttpGatewayApi
+from gateways.secretbox import FernetBox
 from store import Database
-
-if TYPE_CHECKING:
-    from gateways.secretbox import FernetBox
 
 
 def secret_box(cfg: GatewaySettings) -> FernetBox | None:
     """None when no key is configured: accounts can then be neither written nor read. `cryptography`
-    (+7 MB resident) is loaded only by a process that has keys."""
+    is loaded when a secret is first opened (`gateways.secretbox`)."""
     keys = [k.get_secret_value() for k in cfg.accounts_encryption_keys]
-    if not keys:
-        return None
-    from gateways.secretbox import FernetBox  # noqa: PLC0415 - see above
-
-    return FernetBox(keys)
+    return FernetBox(keys) if keys else None
 
 
 def account_store(db: Database, cfg: GatewaySettings) -> AccountStore:

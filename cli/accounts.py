@@ -21,6 +21,7 @@ from bootstrap.gateways import account_store
 from cli.common import console, resources, run, settings
 from events.ids import new_id
 from gateways.accounts import Account, AccountError, AccountStore, Credentials, GatewayName, UndecryptableCredentials
+from gateways.secretbox import new_key
 from store import ConstraintViolation
 
 accounts_app = typer.Typer(help="Gateway accounts: connect, rotate secrets, disconnect, list.", no_args_is_help=True)
@@ -191,6 +192,4 @@ def rekey() -> None:
 @accounts_app.command("new-key")
 def make_key() -> None:
     """Print a new encryption key for SV_ACCOUNTS_ENCRYPTION_KEYS (it is shown once; store it as a secret)."""
-    from gateways.secretbox import new_key  # noqa: PLC0415 - cryptography only for this command, not in every process
-
     sys.stdout.write(new_key() + "\n")

@@ -11,6 +11,7 @@ from config.sections import (
     ObservabilitySettings,
     QueueSettings,
     WorkerSettings,
+    is_fernet_key,
 )
 from config.settings import Settings
 
@@ -26,6 +27,7 @@ __all__ = [
     "QueueSettings",
     "Settings",
     "WorkerSettings",
+    "is_fernet_key",
     "load_settings",
     "unknown_variables",
     "variable",

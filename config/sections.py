@@ -35,6 +35,15 @@ def _is_whsec(secret: str) -> bool:
         return False
 
 
+def is_fernet_key(key: str) -> bool:
+    """Whether `key` is what `cryptography`'s `Fernet` accepts (url-safe base64 of 32 bytes), told without
+    importing `cryptography`."""
+    try:
+        return len(base64.urlsafe_b64decode(key.encode())) == 32
+    except (ValueError, binascii.Error):
+        return False
+
+
 class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -220,11 +229,7 @@ class GatewaySettings(Section):
     @classmethod
     def _fernet_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
         for i, key in enumerate(keys):
-            try:
-                raw = base64.urlsafe_b64decode(key.get_secret_value().encode())
-            except (ValueError, binascii.Error):
-                raw = b""
-            if len(raw) != 32:
+            if not is_fernet_key(key.get_secret_value()):
                 raise ValueError(f"key {i + 1} is not a Fernet key (url-safe base64 of 32 bytes); make one with"
                                  " `studiovault accounts new-key`")
         return keys

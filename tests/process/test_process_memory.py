@@ -1,5 +1,5 @@
 """The long-running processes' memory tuning, observed in real processes: glibc's malloc arenas (one,
-shared by every thread) and the SQLite page caches."""
+shared by every thread), the SQLite page caches, and `cryptography` loaded only where a secret is opened."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from store import Statement
 from store.migrate import migrate
 from store.sqlite import SqliteDatabase
+from tests.support.pipeline import TEST_ENCRYPTION_KEY
 from tests.support.processes import pipeline_env, worker_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,3 +122,52 @@ async def test_the_reader_and_checkpointer_caches_are_capped_and_reads_past_them
         assert snapshot[1] == [{"top": 1999}]
     finally:
         await db.close()
+
+
+def _mapped_once_polling(pid: int, heartbeat: Path) -> str:
+    """Process `pid`'s memory map once it has polled Redis (its heartbeat file exists): start-up is over."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if heartbeat.exists():
+            return Path(f"/proc/{pid}/maps").read_text()
+        time.sleep(0.1)
+    pytest.fail("the worker never polled Redis")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/PID/maps")
+async def test_a_worker_with_encryption_keys_does_not_load_cryptography_until_a_secret_is_opened(
+        redis_url: str, tmp_path: Path) -> None:
+    db = await SqliteDatabase.open(tmp_path / "sv.db")
+    try:
+        await migrate(db)
+    finally:
+        await db.close()
+    env = pipeline_env(f"sqlite:///{tmp_path / 'sv.db'}", redis_url, SV_QUEUE_NAME="test:crypto",
+                       SV_ACCOUNTS_ENCRYPTION_KEYS=f'["{TEST_ENCRYPTION_KEY}"]',
+                       SV_HEARTBEAT_FILE=str(tmp_path / "heartbeat"))
+    with worker_process(env, tmp_path / "worker.log") as worker:
+        maps = await asyncio.to_thread(_mapped_once_polling, worker.pid, tmp_path / "heartbeat")
+    assert "/cryptography/" not in maps  # its Rust extension (with OpenSSL inside) is 6-7 MB resident
+    assert "/pydantic_core/" in maps  # the control: the map lists the extensions that were loaded
+
+
+SEAL_AND_OPEN = """
+import sys
+from gateways.secretbox import FernetBox
+box = FernetBox([sys.argv[1]])
+assert "cryptography" not in sys.modules, "made a box"
+token = box.encrypt(b"rzp_secret")
+assert "cryptography.fernet" in sys.modules
+assert box.decrypt(token) == b"rzp_secret"
+try:
+    FernetBox(["not-a-key"])
+except ValueError as exc:
+    print(exc)
+"""
+
+
+def test_the_box_loads_cryptography_on_first_use_and_rejects_a_bad_key_at_once() -> None:
+    done = subprocess.run([sys.executable, "-c", SEAL_AND_OPEN, TEST_ENCRYPTION_KEY], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Fernet key must be 32 url-safe base64-encoded bytes."
