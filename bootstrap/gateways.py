@@ -4,15 +4,18 @@ client (for reconciliation)."""
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
 
 from config import GatewaySettings
-from events.mapping.stripe import HANDLED_TYPES
 from gateways.accounts import AccountStore
 from gateways.directory import AccountDirectory
-from gateways.http_api import HttpGatewayApi
 from gateways.secretbox import FernetBox
 from store import Database
+
+if TYPE_CHECKING:
+    import httpx
+
+    from gateways.http_api import HttpGatewayApi
 
 
 def secret_box(cfg: GatewaySettings) -> FernetBox | None:
@@ -31,6 +34,9 @@ def account_directory(db: Database, cfg: GatewaySettings) -> AccountDirectory:
 
 
 def gateway_api(cfg: GatewaySettings, http: httpx.AsyncClient) -> HttpGatewayApi:
+    from events.mapping.stripe import HANDLED_TYPES  # noqa: PLC0415
+    from gateways.http_api import HttpGatewayApi  # noqa: PLC0415
+
     return HttpGatewayApi(http, razorpay_url=cfg.razorpay_api_url, stripe_url=cfg.stripe_api_url,
                           stripe_event_types=HANDLED_TYPES, timeout_s=cfg.gateway_api_timeout_s,
                           max_attempts=cfg.gateway_api_max_attempts, backoff_base=cfg.gateway_api_backoff_base,
