@@ -102,10 +102,10 @@ async def test_a_worker_process_runs_its_sqlite_threads_on_one_arena(redis_url: 
         assert await asyncio.to_thread(_heaps_once_started, worker.pid) == 0
 
 
-async def test_the_reader_and_checkpointer_caches_are_capped_and_reads_past_them_are_whole(tmp_path: Path) -> None:
+async def test_the_page_caches_are_capped_and_reads_past_them_are_whole(tmp_path: Path) -> None:
     db = await SqliteDatabase.open(tmp_path / "cache.db")
     try:
-        assert db._writer.execute("PRAGMA cache_size").fetchall() == [{"cache_size": -2000}]
+        assert db._writer.execute("PRAGMA cache_size").fetchall() == [{"cache_size": -1024}]
         assert db._reader.execute("PRAGMA cache_size").fetchall() == [{"cache_size": -256}]
         assert db._checkpointer is not None
         assert await db._checkpointer.execute_fetchall("PRAGMA cache_size") == [(-64,)]
