@@ -110,6 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def run_all(run: Run, names: list[str]) -> None:
     for name in names:
         _, scenario = SCENARIOS[name]
+        run.scenario = name
         run.log(f"[bold cyan]── {name}[/bold cyan]")
         try:
             await scenario(run)

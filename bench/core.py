@@ -75,7 +75,9 @@ class Run:
     figures: dict[str, Figure] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    # Per process role (worker, ingress), the highest VmHWM seen in each scenario.
+    peak_rss_by_scenario: dict[str, dict[str, float]] = field(default_factory=dict)
+    scenario: str = ""  # the one running
     started: float = field(default_factory=time.monotonic)
 
     def log(self, message: str) -> None:
@@ -91,9 +93,17 @@ class Run:
         return figure.value if figure else None
 
     def note_rss(self, role: str, megabytes: float | None) -> None:
-        """Keep the highest peak RSS seen for a process role (worker, ingress)."""
+        """Keep the highest peak RSS seen for a process role (worker, ingress) in the running scenario."""
         if megabytes is not None:
-            self.peak_rss_mb[role] = max(megabytes, self.peak_rss_mb.get(role, 0.0))
+            peaks = self.peak_rss_by_scenario.setdefault(role, {})
+            peaks[self.scenario] = max(megabytes, peaks.get(self.scenario, 0.0))
+
+    def peak_rss(self, role: str) -> tuple[float, str] | None:
+        """The highest peak RSS of a role over the run, and the scenarios' peaks as a note."""
+        peaks = self.peak_rss_by_scenario.get(role)
+        if not peaks:
+            return None
+        return max(peaks.values()), ", ".join(f"{name} {mb:.1f}" for name, mb in peaks.items())
 
     def subdir(self, name: str) -> Path:
         path = self.workdir / name
