@@ -45,7 +45,7 @@ class FernetBox:
         return self._fernet.encrypt(plaintext).decode()
 
     def decrypt(self, token: str) -> bytes:
-        from cryptography.fernet import InvalidToken  # noqa: PLC0415 - loaded by `_fernet` already
+        from cryptography.fernet import InvalidToken  # noqa: PLC0415 - see the module
 
         try:
             return self._fernet.decrypt(token.encode())
@@ -54,7 +54,7 @@ class FernetBox:
                                            "SV_ACCOUNTS_ENCRYPTION_KEYS (or were altered)") from None
 
     def rotate(self, token: str) -> str:
-        from cryptography.fernet import InvalidToken  # noqa: PLC0415 - loaded by `_fernet` already
+        from cryptography.fernet import InvalidToken  # noqa: PLC0415 - see the module
 
         try:
             return self._fernet.rotate(token.encode()).decode()
