@@ -6,13 +6,16 @@ import asyncio
 import inspect
 import json
 import os
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from events.envelope import envelope_for
+from events.inbox import pending_before
 from jobqueue.arq_redis import APPLY_JOB
+from producers.redrive import redrive
 from store import Statement
 from tests.support.factories import make_tenant
 from tests.support.pipeline import Pipeline
@@ -86,11 +89,6 @@ async def test_flushall_with_events_pending_then_redrive_applies_each_once(
 async def test_redrive_pages_through_more_pending_events_than_one_page(
     pipeline: Pipeline, redis: aioredis.Redis
 ) -> None:
-    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
-
-    from events.inbox import pending_before  # noqa: PLC0415
-    from producers.redrive import redrive  # noqa: PLC0415
-
     t = await make_tenant(pipeline.db)
     page = inspect.signature(pending_before).parameters["limit"].default
     count = 2 * page + 7  # three pages, the last one short
